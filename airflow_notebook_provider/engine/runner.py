@@ -1,0 +1,425 @@
+"""Execute a parameterized notebook with nbclient and keep its record, whatever happens.
+
+``NotebookRun`` owns one run: it resolves the kernel, injects the parameters, writes the output notebook when
+the run starts, at most every ``checkpoint_interval`` seconds while it runs, and at the end (success, failure
+or stop), and always shuts the kernel down. It knows nothing of Airflow: the caller hands it a ``save``
+callable that writes bytes to the output location.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+
+from airflow_notebook_provider.engine import notebook as nbrec
+from airflow_notebook_provider.engine.errors import (
+    NotebookExecutionError,
+    NotebookInputError,
+    NotebookStorageError,
+)
+from airflow_notebook_provider.engine.parameters import inject
+
+DEFAULT_KERNEL = "python3"
+# ``sys.exit(0)``, ``sys.exit()`` and ``raise SystemExit`` end a notebook early without failing it (papermill).
+_CLEAN_EXIT_VALUES = {"", "0", "None"}
+
+
+@dataclass
+class ExecutionSettings:
+    """How to run a notebook; every field has the default a scheduled task wants."""
+
+    kernel_name: str | None = None
+    """Kernel to start; default: the notebook's kernelspec, then ``python3``."""
+    cell_timeout: float | None = None
+    """Seconds one cell may run; None means no limit."""
+    startup_timeout: float = 60.0
+    """Seconds the kernel may take to start and answer."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment variables for the kernel, on top of this process's environment."""
+    cwd: str | None = None
+    """Working directory of the kernel; None means this process's."""
+    checkpoint_interval: float = 30.0
+    """Least number of seconds between two checkpoint writes while the notebook runs."""
+    log_output: bool = True
+    """Send the cells' stdout and stderr to the log as they are produced."""
+    log_output_limit: int = 100_000
+    """Characters of one cell's output that reach the log; the notebook always keeps everything."""
+
+
+@dataclass
+class RunResult:
+    nb: NotebookNode
+    output_path: str
+    writes: int
+    stopped_early: bool = False
+
+
+class _Client(NotebookClient):
+    """nbclient's client with one addition: stream output goes to the log as it arrives."""
+
+    def __init__(self, nb: NotebookNode, run: NotebookRun, **kw: Any) -> None:
+        super().__init__(nb, **kw)
+        self._run = run
+
+    def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
+        out = super().output(outs, msg, display_id, cell_index)
+        if msg["msg_type"] == "stream":
+            self._run._log_stream(msg["content"].get("name", "stdout"), msg["content"].get("text", ""))
+        return out
+
+
+class NotebookRun:
+    """One execution of one notebook, from parameter injection to the last write of its output."""
+
+    def __init__(
+        self,
+        nb: NotebookNode,
+        *,
+        input_path: str,
+        output_path: str,
+        save: Callable[[bytes], None],
+        parameters: Mapping[str, Any] | None = None,
+        settings: ExecutionSettings | None = None,
+        extra_metadata: Mapping[str, Any] | None = None,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> None:
+        self.nb = nb
+        self.input_path = input_path
+        self.output_path = output_path
+        self._save = save
+        self.parameters = dict(parameters or {})
+        self.settings = settings or ExecutionSettings()
+        self.extra_metadata = dict(extra_metadata or {})
+        self.log = log or logging.getLogger(__name__)
+        self.writes = 0
+        self.kernel_name: str | None = None
+        self.language: str | None = None
+        self._client: _Client | None = None
+        self._kernel_pid: int | None = None
+        self._stop_reason: str | None = None
+        self._current: int | None = None
+        self._stream_buf: dict[str, str] = {}
+        self._logged_chars = 0
+        self._truncated = False
+        self._write_lock = threading.Lock()
+        self._prepared = False
+
+    # -- preparation: everything that can fail before the kernel starts --------------------------------------
+
+    def prepare(self) -> None:
+        """Resolve the kernel and inject the parameters; raise ``NotebookInputError`` before anything runs."""
+        if self._prepared:
+            return
+        name = self.settings.kernel_name or self.nb.metadata.get("kernelspec", {}).get("name")
+        if not name:
+            lang = self.nb.metadata.get("language_info", {}).get("name")
+            if lang and lang.lower() != "python":
+                raise NotebookInputError(
+                    f"{self.input_path} has no kernelspec and its language is {lang!r}; set `kernel_name` to a "
+                    f"kernel for {lang} (installed kernels: {', '.join(sorted(_kernel_names()))})."
+                )
+            self.log.warning(
+                "%s names no kernel (no metadata.kernelspec); running it with %r. Set `kernel_name` to choose.",
+                self.input_path, DEFAULT_KERNEL,
+            )
+            name = DEFAULT_KERNEL
+        try:
+            spec = KernelSpecManager().get_kernel_spec(name)
+        except NoSuchKernel:
+            raise NotebookInputError(
+                f"Kernel {name!r} (asked for by {'`kernel_name`' if self.settings.kernel_name else 'the notebook'}) "
+                f"is not installed where the task runs. Installed kernels: {', '.join(sorted(_kernel_names()))}. "
+                "Install it (e.g. `python -m ipykernel install --name NAME`) or set `kernel_name`."
+            ) from None
+        self.kernel_name = name
+        self.language = (spec.language or "python").lower()
+        inject(self.nb, self.parameters, self.language)
+        nbrec.init_record(
+            self.nb,
+            parameters=self.parameters,
+            input_path=self.input_path,
+            output_path=self.output_path,
+            extra=self.extra_metadata,
+        )
+        self._prepared = True
+
+    def begin(self) -> None:
+        """Prepare, then write the output for the first time: a crash from here on still leaves a notebook."""
+        self.prepare()
+        if self.writes == 0:
+            self.write(fatal=True)
+
+    # -- the run ----------------------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Run every cell; return the result, or raise ``NotebookExecutionError`` with the notebook saved.
+
+        An exception from outside the notebook (a task timeout, a signal) is re-raised as it is, after the
+        partial notebook is saved with a banner saying how the run was stopped.
+        """
+        self.begin()
+        failure: dict[str, Any] | None = None
+        stopped_early = False
+        try:
+            failure, stopped_early = asyncio.run(self._main())
+        except BaseException as exc:  # stopped from outside: save what we have, then let it propagate
+            self._kill_kernel()
+            reason = self._stop_reason or f"{type(exc).__name__}: {exc}".rstrip(": ")
+            self._finish(self._failure("stopped", "RunStopped", f"The run was stopped ({reason})."), fatal=False)
+            raise
+        if failure is not None:
+            self._finish(failure, fatal=False)
+            raise NotebookExecutionError(notebook=self.input_path, output=self.output_path, **failure)
+        self._finish(None, fatal=True)
+        return RunResult(nb=self.nb, output_path=self.output_path, writes=self.writes, stopped_early=stopped_early)
+
+    def stop(self, reason: str) -> None:
+        """Stop the run from outside (``on_kill``, a signal handler): kill the kernel; ``run`` then records it."""
+        self._stop_reason = reason
+        self._kill_kernel()
+
+    async def _main(self) -> tuple[dict[str, Any] | None, bool]:
+        s = self.settings
+        client = _Client(
+            self.nb,
+            self,
+            kernel_name=self.kernel_name,
+            timeout=s.cell_timeout,
+            startup_timeout=int(s.startup_timeout),
+            resources={"metadata": {"path": s.cwd}} if s.cwd else {},
+            # A scheduled run never asks a person for input: input() fails with StdinNotImplementedError.
+            allow_errors=False,
+        )
+        self._client = client
+        client.km = client.create_kernel_manager()
+        checkpointer: asyncio.Task[None] | None = None
+        try:
+            started = time.monotonic()
+            try:
+                await client.async_start_new_kernel(env={**os.environ, **s.env})
+                self._kernel_pid = _kernel_pid(client)
+                if self._stop_reason:
+                    raise RuntimeError(self._stop_reason)
+                await client.async_start_new_kernel_client()
+                await self._kernel_info(client)
+            except Exception as exc:  # noqa: BLE001 - any start-up failure is recorded in the notebook
+                if self._stop_reason:
+                    return self._failure("stopped", "RunStopped", f"The run was stopped ({self._stop_reason})."), False
+                return self._failure("startup", type(exc).__name__, f"kernel {self.kernel_name!r} did not start: {exc}"), False
+            self.log.info("Kernel %s started in %.2f s", self.kernel_name, time.monotonic() - started)
+            checkpointer = asyncio.create_task(self._checkpoint_loop())
+            failure, early = await self._execute_cells(client)
+            if failure is not None:
+                client.shutdown_kernel = "immediate"  # a timed-out or failed kernel gets no grace period
+            return failure, early
+        finally:
+            if checkpointer is not None:
+                checkpointer.cancel()
+            await self._shutdown(client)
+
+    async def _kernel_info(self, client: _Client) -> None:
+        assert client.kc is not None
+        msg_id = client.kc.kernel_info()
+        reply = await client.async_wait_for_reply(msg_id)
+        if reply is not None and "language_info" in reply["content"]:
+            self.nb.metadata["language_info"] = reply["content"]["language_info"]
+
+    async def _execute_cells(self, client: _Client) -> tuple[dict[str, Any] | None, bool]:
+        cells = self.nb.cells
+        total = len(cells)
+        for index, cell in enumerate(cells):
+            runnable = cell.cell_type == "code" and cell.source.strip()
+            nbrec.cell_started(cell)
+            self._current = index
+            if runnable:
+                self.log.info("cell %d/%d started", index + 1, total)
+                self._logged_chars, self._truncated = 0, False
+            t0 = time.monotonic()
+            failure: dict[str, Any] | None = None
+            clean_exit = False
+            try:
+                await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+            except CellExecutionError as exc:
+                if exc.ename == "SystemExit" and exc.evalue.strip() in _CLEAN_EXIT_VALUES:
+                    clean_exit = True
+                else:
+                    failure = self._failure("error", exc.ename, exc.evalue, index, _error_traceback(cell))
+            except CellTimeoutError:
+                failure = self._failure(
+                    "timeout", "CellTimeoutError",
+                    f"the cell ran longer than cell_timeout={self.settings.cell_timeout:g} s and was stopped",
+                    index, add_output=True,
+                )
+            except DeadKernelError:
+                if self._stop_reason:
+                    failure = self._failure(
+                        "stopped", "RunStopped", f"The run was stopped ({self._stop_reason}).", index, add_output=True
+                    )
+                else:
+                    failure = self._failure(
+                        "dead_kernel", "DeadKernelError",
+                        "the kernel died while running this cell (killed, out of memory, or crashed)",
+                        index, add_output=True,
+                    )
+            finally:
+                self._flush_streams()
+                nbrec.cell_finished(cell, failed=failure is not None)
+            if runnable:
+                self.log.info("cell %d/%d %s in %.2f s", index + 1, total, "failed" if failure else "finished",
+                              time.monotonic() - t0)
+            if failure is not None:
+                return failure, False
+            if clean_exit:
+                self.log.info("cell %d/%d ended the notebook early with SystemExit (not a failure)", index + 1, total)
+                return None, True
+        self._current = None
+        return None, False
+
+    async def _checkpoint_loop(self) -> None:
+        interval = max(float(self.settings.checkpoint_interval), 0.1)
+        while True:
+            await asyncio.sleep(interval)
+            data = nbrec.dumps(self.nb)
+            await asyncio.to_thread(self._write_bytes, data, False)
+
+    async def _shutdown(self, client: _Client) -> None:
+        try:
+            if client.km is not None:
+                await client._async_cleanup_kernel()
+        except Exception as exc:  # noqa: BLE001 - the kernel must not outlive the task whatever went wrong
+            self.log.warning("Kernel shutdown failed (%s); killing it", exc)
+        finally:
+            self._kill_kernel()
+
+    # -- failures ---------------------------------------------------------------------------------------------
+
+    def _failure(
+        self,
+        kind: str,
+        ename: str,
+        evalue: str,
+        index: int | None = None,
+        traceback: list[str] | None = None,
+        add_output: bool = False,
+    ) -> dict[str, Any]:
+        if index is None and kind == "stopped":
+            index = self._current
+        cell = self.nb.cells[index] if index is not None else None
+        if cell is not None and add_output and cell.cell_type == "code":
+            cell.outputs.append(nbrec.error_output(ename, evalue))
+        return {
+            "kind": kind,
+            "cell_index": index,
+            "code_cell_number": nbrec.code_cell_number(self.nb, index) if index is not None else None,
+            "execution_count": cell.get("execution_count") if cell is not None else None,
+            "ename": ename,
+            "evalue": evalue,
+            "traceback": traceback,
+        }
+
+    def _finish(self, failure: dict[str, Any] | None, *, fatal: bool) -> None:
+        """Final record and write; on failure mark the cell and insert papermill's banner."""
+        if failure is not None:
+            index = failure["cell_index"]
+            if index is not None:
+                cell = self.nb.cells[index]
+                nbrec.cell_finished(cell, failed=True)
+                if failure["kind"] == "stopped" and cell.cell_type == "code" and not any(
+                    o.get("output_type") == "error" for o in cell.get("outputs", [])
+                ):
+                    cell.outputs.append(nbrec.error_output(failure["ename"], failure["evalue"]))
+            note = None if failure["kind"] == "error" else html.escape(f"{failure['ename']}: {failure['evalue']}")
+            nbrec.add_error_banner(self.nb, index, failure["execution_count"], note)
+        nbrec.finish_record(self.nb, failed=failure is not None)
+        self.write(fatal=fatal)
+
+    # -- writes -------------------------------------------------------------------------------------------------
+
+    def write(self, *, fatal: bool) -> None:
+        self._write_bytes(nbrec.dumps(self.nb), fatal)
+
+    def _write_bytes(self, data: bytes, fatal: bool) -> None:
+        with self._write_lock:
+            try:
+                self._save(data)
+                self.writes += 1
+            except Exception as exc:
+                if fatal:
+                    if isinstance(exc, NotebookStorageError):
+                        raise
+                    raise NotebookStorageError(f"Could not write the output notebook to {self.output_path}: {exc}") from exc
+                self.log.warning("Checkpoint of %s failed (%s); the run goes on", self.output_path, exc)
+
+    # -- log ------------------------------------------------------------------------------------------------------
+
+    def _log_stream(self, name: str, text: str) -> None:
+        if not self.settings.log_output or not text:
+            return
+        buf = self._stream_buf.get(name, "") + text
+        *lines, rest = buf.split("\n")
+        self._stream_buf[name] = rest
+        for line in lines:
+            self._log_line(name, line)
+
+    def _flush_streams(self) -> None:
+        for name, rest in self._stream_buf.items():
+            if rest:
+                self._log_line(name, rest)
+        self._stream_buf.clear()
+
+    def _log_line(self, name: str, line: str) -> None:
+        limit = self.settings.log_output_limit
+        if self._truncated:
+            return
+        if self._logged_chars + len(line) > limit:
+            self._truncated = True
+            self.log.warning(
+                "[%s] ... output of this cell truncated in the log after %d characters; "
+                "the output notebook keeps all of it", name, self._logged_chars,
+            )
+            return
+        self._logged_chars += len(line) + 1
+        self.log.info("[%s] %s", name, line)
+
+    # -- kernel process ---------------------------------------------------------------------------------------
+
+    def _kill_kernel(self) -> None:
+        """SIGKILL the kernel's process group (the kernel is a session leader); safe from a signal handler."""
+        pid = self._kernel_pid
+        if pid is None:
+            return
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _kernel_pid(client: NotebookClient) -> int | None:
+    km = client.km
+    prov = getattr(km, "provisioner", None)
+    proc = getattr(prov, "process", None)
+    return getattr(proc, "pid", None)
+
+
+def _kernel_names() -> list[str]:
+    return list(KernelSpecManager().find_kernel_specs())
+
+
+def _error_traceback(cell: NotebookNode) -> list[str]:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return list(out.get("traceback", []))
+    return []

@@ -1,0 +1,83 @@
+"""Where notebooks are read from and written to, without Airflow.
+
+Local paths are written atomically (a temporary file in the same folder, then a rename), so a reader or a
+crash never sees a truncated notebook. URLs go through fsspec. The Airflow hook adds connections on top.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from airflow_notebook_provider.engine.errors import NotebookError, NotebookStorageError
+
+T = TypeVar("T")
+
+
+def is_url(location: str) -> bool:
+    """True for ``scheme://...`` locations other than ``file://``."""
+    scheme, sep, _ = location.partition("://")
+    return bool(sep) and scheme.lower() != "file" and scheme.replace("+", "").isalnum()
+
+
+def local_path(location: str) -> Path:
+    """A local location (plain path or ``file://`` URL) as an absolute ``Path``."""
+    if location.startswith("file://"):
+        location = location[len("file://"):]
+    return Path(os.path.expanduser(location)).absolute()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that the path holds either the old bytes or all the new ones."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def retrying(action: Callable[[], T], *, what: str, deadline: float = 60.0, first_delay: float = 0.5) -> T:
+    """Run ``action``, retrying transient failures with exponential backoff for at most ``deadline`` seconds."""
+    start = time.monotonic()
+    delay = first_delay
+    while True:
+        try:
+            return action()
+        except (NotebookError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+            raise
+        except Exception as exc:
+            if time.monotonic() - start + delay > deadline:
+                raise NotebookStorageError(f"{what} failed for {time.monotonic() - start:.0f} s: {exc}") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+
+
+def read_bytes(location: str) -> bytes:
+    """Read a local path or an fsspec URL (used by the CLI; the operator reads through its hook)."""
+    if is_url(location):
+        import fsspec
+
+        with fsspec.open(location, "rb") as fh:
+            return fh.read()
+    return local_path(location).read_bytes()
+
+
+def write_bytes(location: str, data: bytes) -> None:
+    if is_url(location):
+        import fsspec
+
+        with fsspec.open(location, "wb") as fh:
+            fh.write(data)
+        return
+    write_atomic(local_path(location), data)

@@ -1,0 +1,81 @@
+"""Provider metadata, read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_notebook_provider import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-notebook-provider",
+        "name": "Notebook",
+        "description": "Run Jupyter notebooks as Airflow tasks: one immutable, parameterized output notebook per "
+        "attempt, linked from the Airflow UI.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Jupyter notebooks",
+                "external-doc-url": "https://jupyter.org/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {"integration-name": "Jupyter notebooks", "python-modules": ["airflow_notebook_provider.operators.notebook"]}
+        ],
+        "hooks": [
+            {"integration-name": "Jupyter notebooks", "python-modules": ["airflow_notebook_provider.hooks.notebook"]}
+        ],
+        "extra-links": ["airflow_notebook_provider.links.notebook.NotebookOutputLink"],
+        "plugins": [
+            {"name": "notebook_viewer", "plugin-class": "airflow_notebook_provider.plugins.viewer.NotebookViewerPlugin"}
+        ],
+        "config": {
+            "notebook": {
+                "description": "Notebook tasks run by airflow-notebook-provider.",
+                "options": {
+                    "output_base": {
+                        "description": "Folder or object-storage URL under which output notebooks are written when "
+                        "a task sets no `output_notebook`: {output_base}/{dag_id}/{run_id}/{task_id}[/map-{i}]/"
+                        "attempt-{try_number}.ipynb. Empty means $AIRFLOW_HOME/notebook_outputs.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/notebook-runs",
+                        "default": "",
+                    },
+                    "output_conn_id": {
+                        "description": "Connection used for `output_base` when it is an object-storage URL and the "
+                        "task sets no `conn_id`.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "aws_default",
+                        "default": "",
+                    },
+                    "checkpoint_interval": {
+                        "description": "Default least number of seconds between two writes of a running notebook.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "30",
+                        "default": "30",
+                    },
+                    "storage_retry_seconds": {
+                        "description": "How long reads and writes of object storage are retried, with backoff, "
+                        "before the task fails.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "60",
+                        "default": "60",
+                    },
+                    "viewer_base_url": {
+                        "description": "Base URL of the Airflow UI for 'Output notebook' links; empty means "
+                        "[api] base_url.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "https://airflow.example.com",
+                        "default": "",
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,111 @@
+"""Storage access for notebook tasks: local paths and object storage through an Airflow connection."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, conf
+
+from airflow_notebook_provider.engine import storage
+from airflow_notebook_provider.engine.errors import NotebookInputError, NotebookStorageError
+
+
+class NotebookHook(BaseHook):
+    """Reads input notebooks and writes output notebooks.
+
+    Local paths are read and written directly (writes are atomic). Any other URL goes through
+    ``airflow.sdk.ObjectStoragePath`` with ``conn_id``, e.g. ``s3://bucket/key`` with an ``aws`` connection; object
+    stores make a PUT visible all at once, so no partial notebook is ever seen at the output key. Transient store
+    errors are retried with backoff for ``[notebook] storage_retry_seconds``.
+    """
+
+    conn_name_attr = "conn_id"
+    default_conn_name = "aws_default"
+    hook_name = "Notebook storage"
+
+    def __init__(self, conn_id: str | None = None, retry_seconds: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id or None
+        if retry_seconds is None:
+            retry_seconds = conf.getfloat("notebook", "storage_retry_seconds", fallback=60.0)
+        self.retry_seconds = retry_seconds
+
+    def check_connection(self) -> None:
+        """Fail early, with the fix, when ``conn_id`` names no connection."""
+        if self.conn_id is None:
+            return
+        try:
+            self.get_connection(self.conn_id)
+        except AirflowNotFoundException:
+            raise NotebookInputError(
+                f"Connection {self.conn_id!r} (conn_id) does not exist. Create it (Admin > Connections, "
+                f"`airflow connections add`, or AIRFLOW_CONN_{self.conn_id.upper()}) or fix `conn_id`."
+            ) from None
+
+    def path(self, location: str) -> Any:
+        """An ``ObjectStoragePath`` for a URL, a ``pathlib.Path`` for a local location."""
+        if storage.is_url(location):
+            from airflow.sdk import ObjectStoragePath
+
+            return ObjectStoragePath(location, conn_id=self.conn_id)
+        return storage.local_path(location)
+
+    def read(self, location: str) -> bytes:
+        p = self.path(location)
+        if isinstance(p, Path):
+            try:
+                return p.read_bytes()
+            except FileNotFoundError:
+                raise NotebookInputError(
+                    f"Notebook {location} does not exist (looked for {p}, working directory {os.getcwd()}). "
+                    "Fix `notebook`: a relative path is read from the worker's working directory, so prefer an "
+                    "absolute path or a URL."
+                ) from None
+            except IsADirectoryError:
+                raise NotebookInputError(f"Notebook {location} is a folder; point `notebook` at an .ipynb file.") from None
+
+        def _read() -> bytes:
+            try:
+                return p.read_bytes()
+            except FileNotFoundError:
+                raise NotebookInputError(
+                    f"Notebook {location} does not exist in object storage (connection {self.conn_id!r}). "
+                    "Fix `notebook` or upload the notebook."
+                ) from None
+
+        return storage.retrying(_read, what=f"Reading {location}", deadline=self.retry_seconds)
+
+    def write(self, location: str, data: bytes) -> None:
+        p = self.path(location)
+        if isinstance(p, Path):
+            try:
+                storage.write_atomic(p, data)
+            except OSError as exc:
+                raise NotebookStorageError(
+                    f"Cannot write the output notebook {location}: {exc.strerror or exc}. Make the folder writable "
+                    "by the worker or choose another `output_notebook` / [notebook] output_base."
+                ) from exc
+            return
+        storage.retrying(lambda: p.write_bytes(data), what=f"Writing {location}", deadline=self.retry_seconds)
+
+    def exists(self, location: str) -> bool:
+        p = self.path(location)
+        if isinstance(p, Path):
+            return p.exists()
+        return bool(storage.retrying(p.exists, what=f"Checking {location}", deadline=self.retry_seconds))
+
+    @staticmethod
+    def default_output_base() -> str:
+        base = conf.get("notebook", "output_base", fallback="") or ""
+        if base:
+            return base
+        home = os.environ.get("AIRFLOW_HOME") or conf.get("core", "airflow_home", fallback=None) or "~/airflow"
+        return str(Path(os.path.expanduser(home)) / "notebook_outputs")
+
+    def same_location(self, a: str, b: str) -> bool:
+        """True when ``a`` and ``b`` name the same notebook (local paths compared after resolving)."""
+        if storage.is_url(a) or storage.is_url(b):
+            return a.rstrip("/") == b.rstrip("/")
+        return os.path.realpath(storage.local_path(a)) == os.path.realpath(storage.local_path(b))

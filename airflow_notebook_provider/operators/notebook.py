@@ -1,0 +1,266 @@
+"""``NotebookOperator``: run a parameterized notebook as an Airflow task, one output notebook per attempt."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import tempfile
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from airflow_notebook_provider import __version__
+from airflow_notebook_provider.engine import (
+    ExecutionSettings,
+    NotebookExecutionError,
+    NotebookInputError,
+    NotebookRun,
+    NotebookStorageError,
+    ParameterError,
+    load,
+    paths,
+    prepare_parameters,
+    sha256,
+    storage,
+)
+from airflow_notebook_provider.exceptions import (
+    NotebookTaskConfigError,
+    NotebookTaskError,
+    NotebookTaskFailed,
+    NotebookTaskInputError,
+)
+from airflow_notebook_provider.hooks.notebook import NotebookHook
+from airflow_notebook_provider.links.notebook import RECORD_XCOM_KEY, XCOM_KEY, NotebookOutputLink, viewer_url
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class NotebookOperator(BaseOperator):
+    """Execute a Jupyter notebook with parameters rendered from the DAG context.
+
+    Each attempt writes its own output notebook (code, parameters, outputs and, on failure, the error and
+    papermill's banner) and pushes its location to XCom under ``output_notebook`` before the kernel starts;
+    the "Output notebook" link opens it in the Airflow UI, for successful and failed attempts.
+
+    :param notebook: Input notebook: a local path or an object-storage URL (``s3://...``). Templated.
+    :param output_notebook: Where to write this attempt's output. Templated. Default:
+        ``{[notebook] output_base}/{dag_id}/{run_id}/{task_id}[/map-{map_index}]/attempt-{try_number}.ipynb``.
+        If the location already holds a notebook (a retry of a template without ``{{ ti.try_number }}``), this
+        attempt writes ``<name>.attempt-<try_number>.ipynb`` beside it instead: nothing is overwritten.
+    :param parameters: Values injected after the cell tagged ``parameters``, as papermill does. Templated, nested.
+    :param conn_id: Airflow connection for object-storage URLs (input and output).
+    :param kernel_name: Kernel to run; default: the notebook's kernelspec, then ``python3``. Templated.
+    :param cell_timeout: Seconds one cell may run (None: no limit).
+    :param startup_timeout: Seconds the kernel may take to start.
+    :param env: Extra environment variables for the kernel. Templated.
+    :param cwd: Working directory of the kernel; default: the notebook's folder for a local notebook (as Jupyter
+        does), else a temporary folder removed afterwards. Templated.
+    :param log_output: Send the cells' stdout and stderr to the task log as they are produced.
+    :param log_output_limit: Characters of one cell's output that reach the log (the notebook keeps it all).
+    :param checkpoint_interval: Least seconds between two writes of the running notebook (default
+        ``[notebook] checkpoint_interval``, 30).
+    """
+
+    template_fields: Sequence[str] = ("notebook", "output_notebook", "parameters", "kernel_name", "env", "cwd")
+    template_fields_renderers = {"parameters": "json", "env": "json"}
+    operator_extra_links = (NotebookOutputLink(),)
+    ui_color = "#f3e9dc"
+
+    def __init__(
+        self,
+        *,
+        notebook: str,
+        output_notebook: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        conn_id: str | None = None,
+        kernel_name: str | None = None,
+        cell_timeout: float | None = None,
+        startup_timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        log_output: bool = True,
+        log_output_limit: int = 100_000,
+        checkpoint_interval: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.notebook = notebook
+        self.output_notebook = output_notebook
+        self.parameters = parameters if parameters is not None else {}
+        self.conn_id = conn_id
+        self.kernel_name = kernel_name
+        self.cell_timeout = cell_timeout
+        self.startup_timeout = startup_timeout
+        self.env = env if env is not None else {}
+        self.cwd = cwd
+        self.log_output = log_output
+        self.log_output_limit = log_output_limit
+        self.checkpoint_interval = checkpoint_interval
+        self._run: NotebookRun | None = None
+
+    @cached_property
+    def hook(self) -> NotebookHook:
+        return NotebookHook(conn_id=self.conn_id)
+
+    # -- execute --------------------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> str:
+        ti = context["ti"]
+        try:
+            settings = self._settings()
+            parameters = prepare_parameters(self.parameters)
+        except (ParameterError, ValueError, TypeError) as exc:
+            raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
+
+        tmp_cwd: str | None = None
+        try:
+            self.hook.check_connection()
+            data = self.hook.read(self.notebook)
+            nb = load(data, self.notebook)
+            output = self._output_location(context)
+            if settings.cwd is None:
+                if storage.is_url(self.notebook):
+                    settings.cwd = tmp_cwd = tempfile.mkdtemp(prefix="notebook-task-")
+                else:
+                    settings.cwd = str(storage.local_path(self.notebook).parent)
+            run = NotebookRun(
+                nb,
+                input_path=self.notebook,
+                output_path=output,
+                save=lambda b: self.hook.write(output, b),
+                parameters=parameters,
+                settings=settings,
+                extra_metadata={"airflow": self._airflow_metadata(context, sha256(data))},
+                log=self.log,
+            )
+            run.begin()
+            # Pushed before the kernel starts, so the link and downstream tasks see it even if the attempt fails.
+            ti.xcom_push(key=XCOM_KEY, value=output)
+            ti.xcom_push(key=RECORD_XCOM_KEY, value={"location": output, "conn_id": self.conn_id, "try_number": ti.try_number})
+            self.log.info("Output notebook: %s", output)
+            self._run = run
+            result = run.run()
+        except NotebookExecutionError as exc:
+            url = self._url(context)
+            raise NotebookTaskFailed(f"{exc}. View it: {url}", output=exc.output, url=url) from None
+        except ParameterError as exc:
+            raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
+        except NotebookInputError as exc:
+            raise NotebookTaskInputError(f"Task {self.task_id}: {exc}") from None
+        except NotebookStorageError as exc:
+            raise NotebookTaskError(f"Task {self.task_id}: {exc}") from None
+        finally:
+            self._run = None
+            if tmp_cwd:
+                shutil.rmtree(tmp_cwd, ignore_errors=True)
+        if result.stopped_early:
+            self.log.info("The notebook ended early with sys.exit(0); the task succeeds.")
+        self.log.info("Notebook done: %d writes to %s. View it: %s", result.writes, output, self._url(context))
+        return output
+
+    def on_kill(self) -> None:
+        """Kill the kernel; the running ``execute`` then saves the notebook with a banner saying it was stopped."""
+        run = self._run
+        if run is not None:
+            run.stop("the task was killed: on_kill, after SIGTERM or a task timeout")
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+
+    def _settings(self) -> ExecutionSettings:
+        def seconds(name: str, value: Any, allow_none: bool) -> float | None:
+            if value is None and allow_none:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive number of seconds{' or None' if allow_none else ''}, got {value!r}")
+            return float(value)
+
+        if not isinstance(self.notebook, str) or not self.notebook.strip():
+            raise ValueError(f"`notebook` must be a path or URL of an .ipynb file, got {self.notebook!r}")
+        if self.output_notebook is not None and (not isinstance(self.output_notebook, str) or not self.output_notebook.strip()):
+            raise ValueError(f"`output_notebook` must be a path or URL, or None for the default, got {self.output_notebook!r}")
+        if not isinstance(self.env, Mapping) or not all(isinstance(k, str) for k in self.env):
+            raise ValueError(f"`env` must be a dict of variable name to value, got {self.env!r}")
+        interval = self.checkpoint_interval
+        if interval is None:
+            interval = conf.getfloat("notebook", "checkpoint_interval", fallback=30.0)
+        return ExecutionSettings(
+            kernel_name=self.kernel_name or None,
+            cell_timeout=seconds("cell_timeout", self.cell_timeout, True),
+            startup_timeout=seconds("startup_timeout", self.startup_timeout, False) or 60.0,
+            env={k: str(v) for k, v in self.env.items()},
+            cwd=str(self.cwd) if self.cwd else None,
+            checkpoint_interval=seconds("checkpoint_interval", interval, False) or 30.0,
+            log_output=bool(self.log_output),
+            log_output_limit=int(self.log_output_limit),
+        )
+
+    def _output_location(self, context: Context) -> str:
+        ti = context["ti"]
+        if self.output_notebook:
+            output = self.output_notebook
+        else:
+            output = paths.default_output(
+                NotebookHook.default_output_base(),
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index,
+                try_number=ti.try_number,
+            )
+        if self.hook.same_location(output, self.notebook):
+            raise NotebookTaskConfigError(
+                f"Task {self.task_id}: the output notebook {output} is the input notebook; the template would be "
+                "overwritten. Set `output_notebook` to another location (or leave it unset for the default)."
+            )
+        candidate, n = output, 0
+        while self.hook.exists(candidate):
+            n += 1
+            candidate = paths.attempt_variant(output, ti.try_number, n - 1)
+        if candidate != output:
+            self.log.warning(
+                "%s already holds a notebook (an earlier attempt's?); this attempt writes %s so nothing is "
+                "overwritten. Put {{ ti.try_number }} in `output_notebook` to choose the name yourself.",
+                output, candidate,
+            )
+        return candidate
+
+    def _airflow_metadata(self, context: Context, input_sha256: str) -> dict[str, Any]:
+        ti = context["ti"]
+        logical_date = context.get("logical_date")
+        import airflow
+        import nbclient
+        import nbformat
+
+        return {
+            "dag_id": ti.dag_id,
+            "run_id": ti.run_id,
+            "task_id": ti.task_id,
+            "map_index": ti.map_index,
+            "try_number": ti.try_number,
+            "logical_date": logical_date.isoformat() if logical_date else None,
+            "input_path": self.notebook,
+            "input_sha256": input_sha256,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "versions": {
+                "airflow": airflow.__version__,
+                "airflow_notebook_provider": __version__,
+                "nbclient": nbclient.__version__,
+                "nbformat": nbformat.__version__,
+                "python": platform.python_version(),
+            },
+        }
+
+    def _url(self, context: Context) -> str:
+        ti = context["ti"]
+        return viewer_url(
+            dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index, try_number=ti.try_number
+        )
+
+
+__all__ = ["NotebookOperator", "NotebookTaskError", "NotebookTaskFailed"]
