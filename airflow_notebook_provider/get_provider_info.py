@@ -44,14 +44,6 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "s3://my-bucket/notebook-runs",
                         "default": "",
                     },
-                    "output_conn_id": {
-                        "description": "Connection used for `output_base` when it is an object-storage URL and the "
-                        "task sets no `conn_id`.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "aws_default",
-                        "default": "",
-                    },
                     "checkpoint_interval": {
                         "description": "Default least number of seconds between two writes of a running notebook.",
                         "version_added": "0.1.0",

@@ -148,8 +148,16 @@ def finish_record(nb: NotebookNode, *, failed: bool) -> None:
     pm["exception"] = True if failed else None
 
 
-def add_error_banner(nb: NotebookNode, cell_index: int, execution_count: int | None, note: str | None = None) -> None:
-    """Insert papermill's two banner cells: a message at the top and an anchor right above the failing cell."""
+def add_error_banner(nb: NotebookNode, cell_index: int | None, execution_count: int | None, note: str | None = None) -> None:
+    """Insert papermill's two banner cells: a message at the top and an anchor right above the failing cell.
+
+    Without a failing cell (the kernel never started) only the top message is inserted, with ``note`` as its text.
+    """
+    if cell_index is None:
+        top = nbformat.v4.new_markdown_cell(f"<span {ERROR_STYLE}>{note or 'The run failed before its first cell.'}</span>")
+        top.metadata["tags"] = [ERROR_MARKER_TAG]
+        nb.cells.insert(0, top)
+        return
     message = ERROR_MESSAGE_TEMPLATE % str(execution_count)
     if note:
         message += f"\n\n<span {ERROR_STYLE}>{note}</span>"

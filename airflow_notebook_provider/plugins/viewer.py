@@ -9,6 +9,7 @@ task-instance identity, never a path or URL. The notebook HTML comes from users'
 from __future__ import annotations
 
 import html
+from types import SimpleNamespace
 from typing import Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -46,7 +47,7 @@ def _record(dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str,
         )
     if row is None:
         return None
-    value = XComModel.deserialize_value(type("R", (), {"value": row})())
+    value = XComModel.deserialize_value(SimpleNamespace(value=row))
     return value if isinstance(value, dict) and value.get("location") else None
 
 

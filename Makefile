@@ -1,0 +1,32 @@
+# Two commands for a fresh machine (Python 3.10+ with venv):
+#   make demo   set up, then run the example DAG end to end (SQLite metadata DB, local output folder)
+#   make test   set up, then run the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+AIRFLOW_VERSION ?= 3.3.2
+DEMO_HOME ?= $(CURDIR)/airflow-home
+DEMO_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/example_dags AIRFLOW__CORE__LOAD_EXAMPLES=False
+
+.PHONY: setup demo test lint bench bench-smoke clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]" "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
+
+demo: setup
+	$(DEMO_ENV) $(VENV)/bin/airflow db migrate > /dev/null
+	$(DEMO_ENV) $(VENV)/bin/airflow dags test example_notebook_daily_report
+	@echo "Output notebooks:" && find $(DEMO_HOME)/notebook_outputs -name '*.ipynb' -newer $(VENV)/.installed | sort
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(DEMO_HOME) .pytest_cache

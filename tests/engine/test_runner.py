@@ -1,0 +1,221 @@
+"""The engine alone, with a real ipykernel: record, failures, early exit, checkpoints, live log, stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from airflow_notebook_provider.engine import ExecutionSettings, NotebookRun, load, prepare_parameters
+from airflow_notebook_provider.engine.errors import NotebookExecutionError, NotebookInputError
+from airflow_notebook_provider.engine.notebook import ERROR_MARKER_TAG
+from airflow_notebook_provider.engine.storage import write_atomic
+from tests.helpers import code_cells, kernel_processes, read_nb, stream_text
+
+
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((time.monotonic(), record.getMessage()))
+
+
+def run(path: Path, out: Path, params: dict | None = None, **settings: object) -> tuple[NotebookRun, Recorder]:
+    log = logging.getLogger(f"test.{out.name}")
+    log.setLevel(logging.INFO)
+    rec = Recorder()
+    log.addHandler(rec)
+    writes: list[bytes] = []
+
+    def save(data: bytes) -> None:
+        writes.append(data)
+        write_atomic(out, data)
+
+    nb = load(path.read_bytes(), str(path))
+    r = NotebookRun(nb, input_path=str(path), output_path=str(out), save=save, parameters=prepare_parameters(params),
+                    settings=ExecutionSettings(**settings), log=log)
+    r.saved = writes  # type: ignore[attr-defined]
+    try:
+        r.run()
+    finally:
+        log.removeHandler(rec)
+    return r, rec
+
+
+def test_success_records_papermill_metadata(make_notebook, tmp_path: Path) -> None:
+    nb = make_notebook("#parameters\nx = 1", "print(x * 2)", "#md text", "x")
+    out = tmp_path / "out.ipynb"
+    r, _ = run(nb, out, {"x": 21})
+    data = read_nb(out)
+    pm = data["metadata"]["papermill"]
+    assert pm["parameters"] == {"x": 21} and pm["exception"] is None
+    assert pm["input_path"] == str(nb) and pm["output_path"] == str(out) and pm["duration"] > 0
+    cells = data["cells"]
+    assert cells[1]["metadata"]["tags"] == ["injected-parameters"]
+    assert {c["metadata"]["papermill"]["status"] for c in cells} == {"completed"}
+    assert stream_text(cells[2]) == "42\n"
+    assert "".join(code_cells(data)[-1]["outputs"][0]["data"]["text/plain"]) == "21"
+    assert data["metadata"]["language_info"]["name"] == "python"
+    assert r.writes == 2  # start and end, nothing per cell
+    assert not kernel_processes()
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "ename"),
+    [
+        ("raise ValueError('bad value')", "error", "ValueError"),
+        ("import sys; sys.exit(3)", "error", "SystemExit"),
+        ("import os; os._exit(1)", "dead_kernel", "DeadKernelError"),
+        ("import time; time.sleep(60)", "timeout", "CellTimeoutError"),
+        ("input('name? ')", "error", "StdinNotImplementedError"),
+    ],
+)
+def test_failures_leave_a_marked_notebook_and_nothing_runs_after(make_notebook, tmp_path: Path, source, kind, ename) -> None:
+    nb = make_notebook("print('before')", source, "print('after')")
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(NotebookExecutionError) as err:
+        run(nb, out, cell_timeout=2)
+    e = err.value
+    assert (e.kind, e.ename, e.cell_index) == (kind, ename, 1)
+    assert str(nb) in str(e) and str(out) in str(e) and ename in str(e)
+    data = read_nb(out)
+    assert data["metadata"]["papermill"]["exception"] is True
+    assert ERROR_MARKER_TAG in data["cells"][0]["metadata"]["tags"]
+    assert ERROR_MARKER_TAG in data["cells"][2]["metadata"]["tags"]  # the anchor right above the failing cell
+    failing = data["cells"][3]
+    assert failing["metadata"]["papermill"]["status"] == "failed" and failing["metadata"]["papermill"]["exception"] is True
+    assert any(o["output_type"] == "error" and o["ename"] == ename for o in failing["outputs"])
+    after = data["cells"][4]
+    assert after["outputs"] == [] and after["metadata"]["papermill"]["status"] == "pending"
+    assert not kernel_processes()
+
+
+@pytest.mark.parametrize("source", ["import sys; sys.exit(0)", "import sys; sys.exit()", "raise SystemExit"])
+def test_clean_system_exit_ends_early_without_failing(make_notebook, tmp_path: Path, source: str) -> None:
+    nb = make_notebook("print('a')", source, "print('never')")
+    out = tmp_path / "out.ipynb"
+    r, _ = run(nb, out)
+    data = read_nb(out)
+    assert data["metadata"]["papermill"]["exception"] is None
+    assert stream_text(data["cells"][2]) == ""
+
+
+def test_tags_raises_exception_and_skip_execution(make_notebook, tmp_path: Path) -> None:
+    path = make_notebook("raise KeyError('allowed')", "print('skipped')", "print('ran')")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[0].metadata["tags"] = ["raises-exception"]
+    nb.cells[1].metadata["tags"] = ["skip-execution"]
+    nbformat.write(nb, str(path))
+    out = tmp_path / "out.ipynb"
+    run(path, out)
+    cells = read_nb(out)["cells"]
+    assert cells[0]["outputs"][0]["ename"] == "KeyError"
+    assert cells[1]["outputs"] == []
+    assert stream_text(cells[2]) == "ran\n"
+
+
+def test_output_reaches_the_log_while_the_cell_runs(make_notebook, tmp_path: Path) -> None:
+    nb = make_notebook("import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')")
+    r, rec = run(nb, tmp_path / "out.ipynb")
+    times = {msg: t for t, msg in rec.records}
+    first = next(t for m, t in times.items() if m.endswith("first"))
+    end = next(t for m, t in times.items() if "cell 1/1 finished" in m)
+    assert end - first > 1.0, rec.records
+    assert any(m == "cell 1/1 started" for _, m in rec.records)
+
+
+def test_log_truncates_a_flood_but_the_notebook_keeps_it(make_notebook, tmp_path: Path) -> None:
+    nb = make_notebook("for i in range(5000):\n    print('x' * 50, i)")
+    out = tmp_path / "out.ipynb"
+    r, rec = run(nb, out, log_output_limit=10_000)
+    logged = [m for _, m in rec.records if m.startswith("[stdout]")]
+    assert 150 < len(logged) < 250
+    assert any("truncated in the log" in m for _, m in rec.records)
+    assert stream_text(read_nb(out)["cells"][0]).count("\n") == 5000
+
+
+def test_checkpoints_are_bounded_by_time_not_cells(make_notebook, tmp_path: Path) -> None:
+    cells = [f"x{i} = {i}" for i in range(150)] + ["import time; time.sleep(2.2)"]
+    nb = make_notebook(*cells)
+    r, _ = run(nb, tmp_path / "out.ipynb", checkpoint_interval=1.0)
+    duration = read_nb(tmp_path / "out.ipynb")["metadata"]["papermill"]["duration"]
+    assert 2 <= r.writes <= 2 + duration / 1.0 + 1e-9
+    assert r.writes >= 3  # at least one checkpoint while the sleeping cell ran
+
+
+def test_checkpoint_shows_the_running_cell(make_notebook, tmp_path: Path) -> None:
+    nb = make_notebook("print('step 1', flush=True)", "import time; print('working', flush=True); time.sleep(3)")
+    out = tmp_path / "out.ipynb"
+    seen: list[dict] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not seen:
+            if out.exists():
+                data = read_nb(out)
+                if data["cells"][1]["metadata"]["papermill"]["status"] == "running":
+                    seen.append(data)
+            time.sleep(0.1)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    run(nb, out, checkpoint_interval=1.0)
+    t.join()
+    assert seen, "no checkpoint was written while the second cell ran"
+    assert stream_text(seen[0]["cells"][0]) == "step 1\n"
+
+
+def test_stop_kills_the_kernel_and_saves_a_stopped_notebook(make_notebook, tmp_path: Path) -> None:
+    nb = make_notebook("print('start', flush=True)", "import time; time.sleep(60)")
+    out = tmp_path / "out.ipynb"
+    log = logging.getLogger("stop")
+    r = NotebookRun(load(nb.read_bytes(), str(nb)), input_path=str(nb), output_path=str(out),
+                    save=lambda b: write_atomic(out, b), log=log)
+    threading.Timer(3.0, r.stop, args=("on_kill",)).start()
+    t0 = time.monotonic()
+    with pytest.raises(NotebookExecutionError) as err:
+        r.run()
+    assert time.monotonic() - t0 < 15
+    assert err.value.kind == "stopped" and "on_kill" in str(err.value)
+    data = read_nb(out)
+    assert data["cells"][-1]["metadata"]["papermill"]["status"] == "failed"
+    assert "was stopped" in "".join(data["cells"][0]["source"])
+    assert not kernel_processes()
+
+
+def test_cwd_and_env_reach_the_kernel(make_notebook, tmp_path: Path) -> None:
+    (tmp_path / "data.txt").write_text("local file")
+    nb = make_notebook("import os\nprint(open('data.txt').read(), os.environ['MODE'])")
+    out = tmp_path / "o" / "out.ipynb"
+    run(nb, out, cwd=str(tmp_path), env={"MODE": "prod"})
+    assert stream_text(read_nb(out)["cells"][0]) == "local file prod\n"
+
+
+def test_unknown_kernel_fails_before_anything_is_written(make_notebook, tmp_path: Path) -> None:
+    nb = make_notebook("1", kernelspec={"name": "no-such-kernel", "display_name": "x", "language": "python"})
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(NotebookInputError, match="no-such-kernel.*Installed kernels: .*python3"):
+        run(nb, out)
+    assert not out.exists()
+
+
+def test_kernel_that_cannot_start_is_recorded(make_notebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kdir = tmp_path / "share" / "jupyter" / "kernels" / "broken"
+    kdir.mkdir(parents=True)
+    (kdir / "kernel.json").write_text('{"argv": ["/nonexistent/python", "-f", "{connection_file}"], "display_name": "Broken", "language": "python"}')
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
+    nb = make_notebook("1", kernelspec={"name": "broken", "display_name": "Broken", "language": "python"})
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(NotebookExecutionError) as err:
+        run(nb, out)
+    assert err.value.kind == "startup" and "did not start" in str(err.value)
+    data = read_nb(out)
+    assert data["metadata"]["papermill"]["exception"] is True
+    assert ERROR_MARKER_TAG in data["cells"][0]["metadata"]["tags"]
+    assert "did not start" in "".join(data["cells"][0]["source"])

@@ -1,0 +1,157 @@
+"""Test helpers: run a DAG with ``dag.test()`` on the real metadata DB, read what Airflow stored, run moto."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+
+@dataclass
+class TaskResult:
+    task_id: str
+    map_index: int
+    state: str
+    try_number: int
+    xcom: dict[str, Any]
+
+
+def run_dag(dag: Any, **test_kwargs: Any) -> dict[str, TaskResult]:
+    """Serialize ``dag`` into the metadata DB, run ``dag.test()``, and return each task's state and XComs."""
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    bag = DagBag(dag_folder=os.devnull)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    dr = dag.test(**test_kwargs)
+    results: dict[str, TaskResult] = {}
+    for ti in dr.get_task_instances():
+        key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+        results[key] = TaskResult(ti.task_id, ti.map_index, str(ti.state), ti.try_number,
+                                  xcoms(dag.dag_id, dr.run_id, ti.task_id, ti.map_index))
+    results["__run__"] = TaskResult("__run__", -1, str(dr.state), 0, {"run_id": dr.run_id})
+    return results
+
+
+def xcoms(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+    """Every XCom of one task instance, as Airflow stored it (link XComs included)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(XComModel.key, XComModel.value).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.map_index == map_index,
+            )
+        ).all()
+    return {key: XComModel.deserialize_value(SimpleNamespace(value=value)) for key, value in rows}
+
+
+def read_nb(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def code_cells(nb: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def stream_text(cell: dict[str, Any], name: str = "stdout") -> str:
+    return "".join(
+        "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "stream" and o.get("name") == name
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kernel_processes() -> list[str]:
+    """Command lines of running ipykernel processes (to check that none outlives its task)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if "ipykernel_launcher" in cmd and "State:\tZ" not in status:
+            out.append(f"{pid} {cmd}")
+    return out
+
+
+@dataclass
+class MotoServer:
+    endpoint: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        """Stop the server's whole process group; bounded in time."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Requests the server has logged (method, path), from its access log."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if '"' in line and "HTTP/1" in line:
+                parts = line.split('"')[1].split()
+                if len(parts) >= 2:
+                    out.append({"method": parts[0], "path": parts[1]})
+        return out
+
+
+def start_moto(workdir: Path, port: int | None = None) -> MotoServer:
+    """Start ``moto_server`` on 127.0.0.1 in its own process group and wait until it answers (30 s at most)."""
+    port = port or free_port()
+    log = workdir / f"moto-{port}.log"
+    exe = Path(sys.executable).with_name("moto_server")
+    cmd = [str(exe) if exe.exists() else "moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto_server exited: {log.read_text()}") from None
+            time.sleep(0.1)
+    else:
+        MotoServer(f"http://127.0.0.1:{port}", proc, log).stop()
+        raise RuntimeError("moto_server did not start within 30 s")
+    return MotoServer(f"http://127.0.0.1:{port}", proc, log)
+
+
+def s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
