@@ -14,6 +14,7 @@ os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ.pop("AIRFLOW__NOTEBOOK__OUTPUT_BASE", None)
+os.environ["ANP_TEST_SESSION"] = f"{os.getpid()}-{_HOME.name}"  # marks the kernels this session starts
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

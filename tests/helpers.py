@@ -81,18 +81,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SESSION_MARK = "ANP_TEST_SESSION"
+
+
 def kernel_processes() -> list[str]:
-    """Command lines of running ipykernel processes (to check that none outlives its task)."""
+    """Command lines of running ipykernel processes started by this test session (to check that none outlives
+    its task). Kernels inherit the environment, so the session's marker variable tells ours from anyone else's."""
+    mark = f"{SESSION_MARK}={os.environ.get(SESSION_MARK, '')}".encode()
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "ipykernel_launcher" not in cmd:
+                continue
             status = Path(f"/proc/{pid}/status").read_text()
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if "ipykernel_launcher" in cmd and "State:\tZ" not in status:
+        if mark in environ and "State:\tZ" not in status:
             out.append(f"{pid} {cmd}")
     return out
 
