@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]" "apache-airflow==$(AIRFLOW_VERSION)"
+	$(PY) -m pip install -q -e ".[test,bench]" "apache-airflow==$(AIRFLOW_VERSION)"
 	touch $@
 
 demo: setup
@@ -30,3 +30,9 @@ test: setup lint
 
 clean:
 	rm -rf $(DEMO_HOME) .pytest_cache
+
+bench: setup
+	$(PY) -m bench.run
+
+bench-smoke: setup
+	$(PY) -m bench.run --smoke

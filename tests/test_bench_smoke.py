@@ -1,0 +1,27 @@
+"""The benchmark runs end to end (one quick run of every variant) and every variant's output is correct.
+
+Correctness only: timing figures live in bench/README.md, never in assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads((tmp_path / "smoke.json").read_text())
+    rows = {(r["notebook"], r["variant"]): r for r in report["rows"]}
+    variants = {"floor", "engine", "papermill", "operator", "pm_operator"}
+    assert {v for _, v in rows} == variants
+    assert all(r["outputs_ok"] for r in rows.values())
+    # Our writes do not grow with the cell count; papermill's do (2N+3 for N cells).
+    assert rows[("small3", "engine")]["writes"] == 2 and rows[("small3", "operator")]["writes"] == 2
+    assert rows[("small3", "papermill")]["writes"] == 2 * 5 + 3
