@@ -22,12 +22,21 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "operators": [
-            {"integration-name": "Jupyter notebooks", "python-modules": ["airflow_notebook_provider.operators.notebook"]}
+            {
+                "integration-name": "Jupyter notebooks",
+                "python-modules": [
+                    "airflow_notebook_provider.operators.notebook",
+                    "airflow_notebook_provider.operators.papermill",
+                ],
+            }
         ],
         "hooks": [
             {"integration-name": "Jupyter notebooks", "python-modules": ["airflow_notebook_provider.hooks.notebook"]}
         ],
         "extra-links": ["airflow_notebook_provider.links.notebook.NotebookOutputLink"],
+        "task-decorators": [
+            {"name": "notebook", "class-name": "airflow_notebook_provider.decorators.notebook.notebook_task"}
+        ],
         "plugins": [
             {"name": "notebook_viewer", "plugin-class": "airflow_notebook_provider.plugins.viewer.NotebookViewerPlugin"}
         ],

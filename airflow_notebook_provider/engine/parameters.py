@@ -144,9 +144,18 @@ class Translator:
     def assign(self, name: str, literal: str) -> str:
         raise NotImplementedError
 
-    def codify(self, parameters: Mapping[str, Any], comment: str = "Parameters") -> str:
+    def read_env(self, variable: str) -> str:
+        """An expression reading environment variable ``variable`` (how secret parameters reach the kernel)."""
+        raise ParameterError(f"{type(self).__name__} cannot read secret parameters from the environment.")
+
+    def codify(
+        self, parameters: Mapping[str, Any], comment: str = "Parameters", secret_env: Mapping[str, str] | None = None
+    ) -> str:
         lines = [f"{self.comment_prefix} {comment}"]
         lines += [self.assign(name, self.translate(value)) for name, value in parameters.items()]
+        if secret_env:
+            lines.append(f"{self.comment_prefix} Secret parameters: read from the kernel's environment, never written here")
+            lines += [self.assign(validate_name(name), self.read_env(var)) for name, var in secret_env.items()]
         return "\n".join(lines) + "\n"
 
 
@@ -187,6 +196,9 @@ class PythonTranslator(Translator):
     def assign(self, name: str, literal: str) -> str:
         return f"{name} = {literal}"
 
+    def read_env(self, variable: str) -> str:
+        return f"__import__('os').environ[{str.__repr__(variable)}]"
+
 
 TRANSLATORS: dict[str, Translator] = {"python": PythonTranslator()}
 
@@ -210,15 +222,22 @@ def find_tagged(nb: NotebookNode, tag: str) -> int:
     return -1
 
 
-def inject(nb: NotebookNode, parameters: Mapping[str, Any], language: str = "python") -> int | None:
+def inject(
+    nb: NotebookNode,
+    parameters: Mapping[str, Any],
+    language: str = "python",
+    secret_env: Mapping[str, str] | None = None,
+) -> int | None:
     """Insert the ``injected-parameters`` cell as papermill does; return its index (None without parameters).
 
     An earlier injected cell (a re-run of an output notebook) is replaced in place; otherwise the cell goes right
-    after the first ``parameters`` cell, or at the top with a warning when there is none.
+    after the first ``parameters`` cell, or at the top with a warning when there is none. ``secret_env`` maps a
+    secret parameter to the environment variable holding it: the cell reads the variable, so the value is never
+    written into the notebook.
     """
-    if not parameters:
+    if not parameters and not secret_env:
         return None
-    source = translator_for(language).codify(parameters)
+    source = translator_for(language).codify(parameters, secret_env=secret_env)
     cell = nbformat.v4.new_code_cell(source=source)
     cell.metadata["tags"] = [INJECTED_TAG]
     injected = find_tagged(nb, INJECTED_TAG)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import html
+import inspect
 import logging
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
@@ -31,10 +35,15 @@ from airflow_notebook_provider.engine.errors import (
     NotebookStorageError,
 )
 from airflow_notebook_provider.engine.parameters import inject
+from airflow_notebook_provider.engine.storage import write_atomic
 
 DEFAULT_KERNEL = "python3"
 # ``sys.exit(0)``, ``sys.exit()`` and ``raise SystemExit`` end a notebook early without failing it (papermill).
 _CLEAN_EXIT_VALUES = {"", "0", "None"}
+_MEMORY_ERROR = (
+    "the kernel ran out of memory (its memory limit, e.g. RLIMIT_AS or the container's, was reached); "
+    "process less data at once or give the task more memory"
+)
 
 
 @dataclass
@@ -57,6 +66,9 @@ class ExecutionSettings:
     """Send the cells' stdout and stderr to the log as they are produced."""
     log_output_limit: int = 100_000
     """Characters of one cell's output that reach the log; the notebook always keeps everything."""
+    secret_env: Mapping[str, str] = field(default_factory=dict)
+    """Secret parameter name -> environment variable holding its value (put the value in ``env``); the injected
+    cell reads the variable, so the value is never written into the notebook or its metadata."""
 
 
 @dataclass
@@ -146,7 +158,7 @@ class NotebookRun:
             ) from None
         self.kernel_name = name
         self.language = (spec.language or "python").lower()
-        inject(self.nb, self.parameters, self.language)
+        inject(self.nb, self.parameters, self.language, self.settings.secret_env)
         nbrec.init_record(
             self.nb,
             parameters=self.parameters,
@@ -199,6 +211,9 @@ class NotebookRun:
             kernel_name=self.kernel_name,
             timeout=s.cell_timeout,
             startup_timeout=int(s.startup_timeout),
+            # After a cell's reply, nbclient waits this long for the rest of its output, then drops it (4 s by
+            # default): a burst of messages read on a busy worker lost its tail. Drain it; the kernel is alive.
+            iopub_timeout=_IOPUB_DRAIN_SECONDS,
             resources={"metadata": {"path": s.cwd}} if s.cwd else {},
             # A scheduled run never asks a person for input: input() fails with StdinNotImplementedError.
             allow_errors=False,
@@ -214,11 +229,17 @@ class NotebookRun:
                 if self._stop_reason:
                     raise RuntimeError(self._stop_reason)
                 await client.async_start_new_kernel_client()
+                _bound_polls(client)
                 await self._kernel_info(client)
             except Exception as exc:  # noqa: BLE001 - any start-up failure is recorded in the notebook
                 if self._stop_reason:
                     return self._failure("stopped", "RunStopped", f"The run was stopped ({self._stop_reason})."), False
-                return self._failure("startup", type(exc).__name__, f"kernel {self.kernel_name!r} did not start: {exc}"), False
+                return self._failure(
+                    "startup", type(exc).__name__,
+                    f"kernel {self.kernel_name!r} did not start: {str(exc).rstrip('.')}. Check its kernel spec "
+                    f"(`jupyter kernelspec list`) where the task runs, or raise `startup_timeout` "
+                    f"({self.settings.startup_timeout:g} s) if it is only slow",
+                ), False
             self.log.info("Kernel %s started in %.2f s", self.kernel_name, time.monotonic() - started)
             checkpointer = asyncio.create_task(self._checkpoint_loop())
             failure, early = await self._execute_cells(client)
@@ -256,7 +277,10 @@ class NotebookRun:
                 if exc.ename == "SystemExit" and exc.evalue.strip() in _CLEAN_EXIT_VALUES:
                     clean_exit = True
                 else:
-                    failure = self._failure("error", exc.ename, exc.evalue, index, _error_traceback(cell))
+                    evalue = exc.evalue
+                    if exc.ename == "MemoryError" and not evalue.strip():
+                        evalue = _MEMORY_ERROR
+                    failure = self._failure("error", exc.ename, evalue, index, _error_traceback(cell))
             except CellTimeoutError:
                 failure = self._failure(
                     "timeout", "CellTimeoutError",
@@ -264,6 +288,10 @@ class NotebookRun:
                     index, add_output=True,
                 )
             except DeadKernelError:
+                if not self._stop_reason and await _interrupted_not_dead(client):
+                    # nbclient reports any cancellation as a dead kernel; this one is an exception from outside
+                    # (the task's execution_timeout, a signal) unwinding asyncio.run: run() records the stop.
+                    raise asyncio.CancelledError from None
                 if self._stop_reason:
                     failure = self._failure(
                         "stopped", "RunStopped", f"The run was stopped ({self._stop_reason}).", index, add_output=True
@@ -271,7 +299,7 @@ class NotebookRun:
                 else:
                     failure = self._failure(
                         "dead_kernel", "DeadKernelError",
-                        "the kernel died while running this cell (killed, out of memory, or crashed)",
+                        f"the kernel died while running this cell ({_kernel_exit(client)})",
                         index, add_output=True,
                     )
             finally:
@@ -341,10 +369,31 @@ class NotebookRun:
                     o.get("output_type") == "error" for o in cell.get("outputs", [])
                 ):
                     cell.outputs.append(nbrec.error_output(failure["ename"], failure["evalue"]))
-            note = None if failure["kind"] == "error" else html.escape(f"{failure['ename']}: {failure['evalue']}")
+            note = None if failure["kind"] == "error" and failure["ename"] != "MemoryError" else html.escape(
+                f"{failure['ename']}: {failure['evalue']}"
+            )
             nbrec.add_error_banner(self.nb, index, failure["execution_count"], note)
         nbrec.finish_record(self.nb, failed=failure is not None)
-        self.write(fatal=fatal)
+        self._write_final(fatal=fatal)
+
+    def _write_final(self, *, fatal: bool) -> None:
+        """The last write. If the store refuses it (after its retries), the executed notebook is the only evidence
+        of the run: keep it in a local rescue copy on the worker and say where, rather than lose it."""
+        data = nbrec.dumps(self.nb)
+        with self._write_lock:
+            try:
+                self._save(data)
+                self.writes += 1
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure of the store: keep a copy, then report it
+                error = exc
+        rescue = _rescue_copy(self.output_path, data)
+        msg = f"Could not write the output notebook to {self.output_path}: {str(error).rstrip('.')}."
+        if rescue:
+            msg += f" A copy of the executed notebook was kept on this worker at {rescue}."
+        if fatal:
+            raise NotebookStorageError(msg) from error
+        self.log.error("%s", msg)
 
     # -- writes -------------------------------------------------------------------------------------------------
 
@@ -366,10 +415,13 @@ class NotebookRun:
     # -- log ------------------------------------------------------------------------------------------------------
 
     def _log_stream(self, name: str, text: str) -> None:
-        if not self.settings.log_output or not text:
-            return
+        if not self.settings.log_output or not text or self._truncated:
+            return  # once the log is truncated, a flood of output costs nothing more here
         buf = self._stream_buf.get(name, "") + text
         *lines, rest = buf.split("\n")
+        if len(rest) > self.settings.log_output_limit:  # one endless line: log it now rather than buffer it all
+            lines.append(rest)
+            rest = ""
         self._stream_buf[name] = rest
         for line in lines:
             self._log_line(name, line)
@@ -407,11 +459,92 @@ class NotebookRun:
             pass
 
 
+# Longest wait, after a cell's reply, for the output the kernel sent before it (nbclient's ``iopub_timeout``).
+_IOPUB_DRAIN_SECONDS = 120
+# Longest time a message can sit unseen on a kernel channel (see ``_bound_polls``).
+_POLL_SLICE = 0.2
+
+
+def _bound_polls(client: NotebookClient) -> None:
+    """Make the shell and IOPub channels wait for messages in slices of ``_POLL_SLICE`` seconds.
+
+    pyzmq's asyncio poll can miss a socket's wake-up when something else sends on that socket meanwhile (ZMQ's
+    file descriptor is edge-triggered): nbclient's Output-widget support sends ``comm_msg`` updates on the shell
+    channel while a cell's reply is awaited there. The reply then waits until the poll times out, i.e. the
+    whole ``cell_timeout`` (a cell "took exactly cell_timeout, then succeeded"), or forever without one. A poll
+    that ends always does a last non-blocking check, so short slices bound that stall to ``_POLL_SLICE``.
+    """
+    kc = client.kc
+    assert kc is not None
+    for channel in (kc.shell_channel, kc.iopub_channel):
+        channel.get_msg = _sliced_get_msg(channel.get_msg)  # type: ignore[method-assign]
+
+
+def _sliced_get_msg(get_msg: Callable[..., Any]) -> Callable[..., Any]:
+    async def get_msg_in_slices(timeout: float | None = None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _POLL_SLICE if deadline is None else max(0.0, min(_POLL_SLICE, deadline - time.monotonic()))
+            try:
+                return await get_msg(timeout=left)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    return get_msg_in_slices
+
+
+async def _interrupted_not_dead(client: NotebookClient) -> bool:
+    """True when a "dead kernel" is really this task being cancelled while the kernel is still alive."""
+    task = asyncio.current_task()
+    if task is not None and getattr(task, "cancelling", lambda: 0)():
+        return True
+    try:
+        alive = client.km.is_alive() if client.km is not None else False
+        return bool(await alive if inspect.isawaitable(alive) else alive)
+    except Exception:  # noqa: BLE001 - cannot tell: treat it as the dead kernel nbclient reported
+        return False
+
+
+def _kernel_exit(client: NotebookClient) -> str:
+    """How the kernel process ended, in words: a SIGKILL is most often the out-of-memory killer."""
+    prov = getattr(client.km, "provisioner", None)
+    proc = getattr(prov, "process", None)
+    code = None
+    if proc is not None:
+        try:
+            code = proc.wait(timeout=2)
+        except Exception:  # noqa: BLE001 - still running or not ours to wait for: say what we know
+            code = None
+    if code is None:
+        return "killed, out of memory, or crashed"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if -code == signal.SIGKILL:
+            return f"killed by {name}: the out-of-memory killer, a memory limit, or `kill -9`"
+        return f"killed by {name}"
+    return f"the kernel process exited with code {code}; a crash in native code or os._exit()"
+
+
 def _kernel_pid(client: NotebookClient) -> int | None:
     km = client.km
     prov = getattr(km, "provisioner", None)
     proc = getattr(prov, "process", None)
     return getattr(proc, "pid", None)
+
+
+def _rescue_copy(output_path: str, data: bytes) -> str | None:
+    """Write ``data`` under ``<tmp>/notebook-rescue/`` (named after ``output_path``); None if that fails too."""
+    name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in output_path)[-180:]
+    path = Path(tempfile.gettempdir()) / "notebook-rescue" / name
+    try:
+        write_atomic(path, data)
+    except OSError:
+        return None
+    return str(path)
 
 
 def _kernel_names() -> list[str]:

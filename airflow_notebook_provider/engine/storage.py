@@ -47,18 +47,29 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def retrying(action: Callable[[], T], *, what: str, deadline: float = 60.0, first_delay: float = 0.5) -> T:
-    """Run ``action``, retrying transient failures with exponential backoff for at most ``deadline`` seconds."""
+def retrying(
+    action: Callable[[], T], *, what: str, deadline: float = 60.0, first_delay: float = 0.5, hint: str = ""
+) -> T:
+    """Run ``action``, retrying transient failures with exponential backoff for at most ``deadline`` seconds.
+
+    The bound holds only if one attempt cannot hang: callers configure their client's own timeouts (the hook
+    does for S3). ``hint`` (the fix) ends the error raised when the time is up.
+    """
     start = time.monotonic()
     delay = first_delay
+    attempts = 0
     while True:
+        attempts += 1
         try:
             return action()
         except (NotebookError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
             raise
         except Exception as exc:
             if time.monotonic() - start + delay > deadline:
-                raise NotebookStorageError(f"{what} failed for {time.monotonic() - start:.0f} s: {exc}") from exc
+                raise NotebookStorageError(
+                    f"{what} failed {attempts} times in {time.monotonic() - start:.1f} s: "
+                    f"{type(exc).__name__}: {str(exc).rstrip('.')}.{' ' + hint if hint else ''}"
+                ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 8.0)
 

@@ -49,7 +49,9 @@ class NotebookHook(BaseHook):
         if storage.is_url(location):
             from airflow.sdk import ObjectStoragePath
 
-            return ObjectStoragePath(location, conn_id=self.conn_id)
+            path = ObjectStoragePath(location, conn_id=self.conn_id)
+            _bound_client_retries(path.fs, self.retry_seconds)
+            return path
         return storage.local_path(location)
 
     def read(self, location: str) -> bytes:
@@ -75,7 +77,7 @@ class NotebookHook(BaseHook):
                     "Fix `notebook` or upload the notebook."
                 ) from None
 
-        return storage.retrying(_read, what=f"Reading {location}", deadline=self.retry_seconds)
+        return storage.retrying(_read, what=f"Reading {location}", deadline=self.retry_seconds, hint=self._hint())
 
     def write(self, location: str, data: bytes) -> None:
         p = self.path(location)
@@ -88,13 +90,21 @@ class NotebookHook(BaseHook):
                     "by the worker or choose another `output_notebook` / [notebook] output_base."
                 ) from exc
             return
-        storage.retrying(lambda: p.write_bytes(data), what=f"Writing {location}", deadline=self.retry_seconds)
+        storage.retrying(lambda: p.write_bytes(data), what=f"Writing {location}", deadline=self.retry_seconds,
+                         hint=self._hint())
 
     def exists(self, location: str) -> bool:
         p = self.path(location)
         if isinstance(p, Path):
             return p.exists()
-        return bool(storage.retrying(p.exists, what=f"Checking {location}", deadline=self.retry_seconds))
+        return bool(storage.retrying(p.exists, what=f"Checking {location}", deadline=self.retry_seconds, hint=self._hint()))
+
+    def _hint(self) -> str:
+        return (
+            f"Check that the store behind connection {self.conn_id!r} is reachable from the worker and that its "
+            f"credentials work; transient errors are retried for [notebook] storage_retry_seconds "
+            f"({self.retry_seconds:g} s)."
+        )
 
     @staticmethod
     def default_output_base() -> str:
@@ -109,3 +119,20 @@ class NotebookHook(BaseHook):
         if storage.is_url(a) or storage.is_url(b):
             return a.rstrip("/") == b.rstrip("/")
         return os.path.realpath(storage.local_path(a)) == os.path.realpath(storage.local_path(b))
+
+
+def _bound_client_retries(fs: Any, retry_seconds: float) -> None:
+    """Keep one storage attempt short, so that ``storage_retry_seconds`` really bounds the time a task waits.
+
+    botocore retries a refused or timed-out connection itself (5 attempts with backoff) inside every attempt of
+    ours, multiplying the wait. For an s3fs filesystem whose connection sets no ``retries``/``connect_timeout`` in
+    its ``config_kwargs`` extra, make one attempt one request (our loop retries) with a connect timeout within the
+    retry budget; values in the connection win.
+    """
+    config = getattr(fs, "config_kwargs", None)
+    if not isinstance(config, dict) or "retries" in config or not hasattr(fs, "connect"):
+        return
+    config["retries"] = {"max_attempts": 1, "mode": "standard"}
+    config.setdefault("connect_timeout", max(1.0, min(5.0, retry_seconds / 4)))
+    if getattr(fs, "_s3", None) is not None:
+        fs.connect(refresh=True)

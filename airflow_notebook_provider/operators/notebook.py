@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf, mask_secret, redact
 
 from airflow_notebook_provider import __version__
 from airflow_notebook_provider.engine import (
@@ -34,7 +34,14 @@ from airflow_notebook_provider.exceptions import (
     NotebookTaskInputError,
 )
 from airflow_notebook_provider.hooks.notebook import NotebookHook
-from airflow_notebook_provider.links.notebook import RECORD_XCOM_KEY, XCOM_KEY, NotebookOutputLink, viewer_url
+from airflow_notebook_provider.links.notebook import (
+    RECORD_XCOM_KEY,
+    XCOM_KEY,
+    NotebookOutputLink,
+    persist_record,
+    viewer_url,
+)
+from airflow_notebook_provider.results import RecordError, read_records
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -64,6 +71,13 @@ class NotebookOperator(BaseOperator):
     :param log_output_limit: Characters of one cell's output that reach the log (the notebook keeps it all).
     :param checkpoint_interval: Least seconds between two writes of the running notebook (default
         ``[notebook] checkpoint_interval``, 30).
+    :param secret_parameters: Names of ``parameters`` (string values, e.g. ``"{{ conn.api.password }}"``) passed to
+        the kernel as environment variables ``NOTEBOOK_SECRET_<name>`` and read by the injected cell: the value is
+        never written into the output notebook, its metadata or the rendered template fields, and Airflow's secrets
+        masker hides it in the task log.
+
+    Values the notebook records (``airflow_notebook_provider.record`` or ``scrapbook.glue``) are pushed to XCom
+    under their names, and all together as a dict under ``results``.
     """
 
     template_fields: Sequence[str] = ("notebook", "output_notebook", "parameters", "kernel_name", "env", "cwd")
@@ -86,6 +100,7 @@ class NotebookOperator(BaseOperator):
         log_output: bool = True,
         log_output_limit: int = 100_000,
         checkpoint_interval: float | None = None,
+        secret_parameters: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,6 +116,7 @@ class NotebookOperator(BaseOperator):
         self.log_output = log_output
         self.log_output_limit = log_output_limit
         self.checkpoint_interval = checkpoint_interval
+        self.secret_parameters = list(secret_parameters or [])
         self._run: NotebookRun | None = None
 
     @cached_property
@@ -114,6 +130,8 @@ class NotebookOperator(BaseOperator):
         try:
             settings = self._settings()
             parameters = prepare_parameters(self.parameters)
+            self._mask_secrets()
+            self._split_secrets(parameters, settings)
         except (ParameterError, ValueError, TypeError) as exc:
             raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
 
@@ -128,6 +146,9 @@ class NotebookOperator(BaseOperator):
                     settings.cwd = tmp_cwd = tempfile.mkdtemp(prefix="notebook-task-")
                 else:
                     settings.cwd = str(storage.local_path(self.notebook).parent)
+            airflow_metadata = self._airflow_metadata(context, sha256(data))
+            if settings.secret_env:
+                airflow_metadata["secret_parameters"] = dict(settings.secret_env)
             run = NotebookRun(
                 nb,
                 input_path=self.notebook,
@@ -135,13 +156,15 @@ class NotebookOperator(BaseOperator):
                 save=lambda b: self.hook.write(output, b),
                 parameters=parameters,
                 settings=settings,
-                extra_metadata={"airflow": self._airflow_metadata(context, sha256(data))},
-                log=self.log,
+                extra_metadata={"airflow": airflow_metadata},
+                log=_RedactingLog(self.log) if settings.secret_env else self.log,
             )
             run.begin()
             # Pushed before the kernel starts, so the link and downstream tasks see it even if the attempt fails.
             ti.xcom_push(key=XCOM_KEY, value=output)
-            ti.xcom_push(key=RECORD_XCOM_KEY, value={"location": output, "conn_id": self.conn_id, "try_number": ti.try_number})
+            record = {"location": output, "conn_id": self.conn_id, "try_number": ti.try_number}
+            ti.xcom_push(key=RECORD_XCOM_KEY, value=record)
+            persist_record(self.hook, ti, record)  # XCom is cleared on retry; this record outlives it
             self.log.info("Output notebook: %s", output)
             self._run = run
             result = run.run()
@@ -160,6 +183,7 @@ class NotebookOperator(BaseOperator):
                 shutil.rmtree(tmp_cwd, ignore_errors=True)
         if result.stopped_early:
             self.log.info("The notebook ended early with sys.exit(0); the task succeeds.")
+        self._push_records(ti, result.nb, output)
         self.log.info("Notebook done: %d writes to %s. View it: %s", result.writes, output, self._url(context))
         return output
 
@@ -168,6 +192,56 @@ class NotebookOperator(BaseOperator):
         run = self._run
         if run is not None:
             run.stop("the task was killed: on_kill, after SIGTERM or a task timeout")
+
+    # -- results and secrets ----------------------------------------------------------------------------------
+
+    def _push_records(self, ti: Any, nb: Any, output: str) -> None:
+        """Push each recorded value under its name, and all of them under ``results``."""
+        try:
+            records = read_records(nb)
+        except RecordError as exc:
+            raise NotebookTaskError(f"Task {self.task_id}: {exc} Output notebook: {output}") from None
+        for name, value in records.items():
+            ti.xcom_push(key=name, value=value)
+        ti.xcom_push(key="results", value=records)
+        if records:
+            self.log.info("Recorded values pushed to XCom: %s", ", ".join(records))
+
+    def _do_render_template_fields(self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: Any) -> None:
+        # Mask secret values as soon as they exist: the rendered fields Airflow stores next are redacted with them.
+        # (Overridden here rather than in render_template_fields, which a mapped task does not call.)
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            self._mask_secrets()
+
+    def _mask_secrets(self) -> None:
+        params = self.parameters if isinstance(self.parameters, Mapping) else {}
+        for name in self.secret_parameters:
+            value = params.get(name)
+            if isinstance(value, str) and value:
+                mask_secret(value)  # no name: with one, Airflow masks only names it deems sensitive ("password", ...)
+
+    def _split_secrets(self, parameters: dict[str, Any], settings: ExecutionSettings) -> None:
+        """Move secret parameters out of ``parameters`` into the kernel's environment (``settings``)."""
+        if isinstance(self.secret_parameters, str) or not all(isinstance(n, str) for n in self.secret_parameters):
+            raise ValueError(f"`secret_parameters` must be a list of parameter names, got {self.secret_parameters!r}")
+        env, secret_env = dict(settings.env), {}
+        for name in self.secret_parameters:
+            if name not in parameters:
+                raise ValueError(
+                    f"`secret_parameters` names {name!r}, which is not in `parameters` "
+                    f"({', '.join(parameters) or 'none'}); add it, e.g. {name!r}: '{{{{ conn.my_conn.password }}}}'."
+                )
+            value = parameters.pop(name)
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"Secret parameter {name!r} must be a string (it reaches the kernel as an environment variable), "
+                    f"got {type(value).__name__}; pass str(value) or a templated connection/variable field."
+                )
+            var = f"NOTEBOOK_SECRET_{name}"
+            env[var] = value
+            secret_env[name] = var
+        settings.env, settings.secret_env = env, secret_env
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -261,6 +335,30 @@ class NotebookOperator(BaseOperator):
         return viewer_url(
             dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index, try_number=ti.try_number
         )
+
+
+class _RedactingLog:
+    """Passes the engine's log lines through Airflow's secrets masker before they are logged.
+
+    A cell may print a secret parameter; a worker's supervisor masks task logs anyway, but the lines are masked
+    here too, so every way of running the task (``dag.test()``, ``airflow tasks test``) hides the value.
+    """
+
+    _LEVELS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._log, name)
+        if name not in self._LEVELS:
+            return method
+
+        def call(msg: object, *args: Any, **kwargs: Any) -> Any:
+            text = str(msg) % args if args else str(msg)
+            return method("%s", redact(text), **kwargs)
+
+        return call
 
 
 __all__ = ["NotebookOperator", "NotebookTaskError", "NotebookTaskFailed"]

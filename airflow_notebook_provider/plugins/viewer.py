@@ -1,111 +1,236 @@
-"""The notebook viewer: an Airflow 3 plugin (FastAPI app in the api-server) that renders output notebooks.
+"""The notebook viewer: an Airflow 3 plugin (FastAPI app in the api-server) that shows each attempt's output notebook.
 
-Every route requires an authenticated Airflow user allowed to read the DAG's task instances (Airflow's auth
-manager, the same token the UI uses). Only locations recorded by a task attempt are served: the route takes a
-task-instance identity, never a path or URL. The notebook HTML comes from users' code, so it is served with a
-``Content-Security-Policy: sandbox`` and no scripts: it cannot act with the viewer's Airflow session.
+Routes (under ``/notebook``), all identified by a task instance and a try, never by a path or URL:
+
+- ``/view``: the attempt's page (header, failure, attempts list) with the rendered notebook;
+- ``/download``: the output notebook's original bytes, to open in Jupyter;
+- ``/attempts``: the task instance's attempts as JSON.
+
+Airflow does not authenticate plugin apps: every route depends on ``requires_access_dag`` (Airflow's auth manager,
+the same token the UI uses, from the ``Authorization`` header or the UI's cookie), so a request without a user gets
+401 and a user who may not read the DAG's task instances gets 403.
+
+The notebook's HTML and JavaScript come from users' code. The page is served with
+``Content-Security-Policy: sandbox ...; script-src 'none'``: the browser gives it an opaque origin (no access to
+Airflow's cookies, storage or API responses) and runs no script, so nothing in a notebook can act with the
+viewer's Airflow session. Forms, external images and connections are refused as well.
 """
 
 from __future__ import annotations
 
-import html
-from types import SimpleNamespace
+import re
+import time
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Query
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from airflow_notebook_provider.links.notebook import RECORD_XCOM_KEY, VIEWER_PREFIX
+from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_base_url
+from airflow_notebook_provider.plugins import page
+from airflow_notebook_provider.plugins.attempts import (
+    Attempt,
+    TaskInstanceId,
+    ViewerError,
+    list_attempts,
+    load,
+)
 
 NOTEBOOK_CSP = (
-    "sandbox; default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; font-src data:; "
-    "script-src 'none'; frame-ancestors 'self'"
+    "sandbox allow-downloads allow-popups allow-popups-to-escape-sandbox; default-src 'none'; script-src 'none'; "
+    "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; form-action 'none'; base-uri 'none'; "
+    "frame-ancestors 'self'"
 )
+SECURITY_HEADERS = {
+    "Content-Security-Policy": NOTEBOOK_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "private, no-cache",
+}
+# The UI substitutes {MAP_INDEX} only on a mapped task instance's page; elsewhere the placeholder stays as is.
+_MAP_INDEX = re.compile(r"-?\d{1,9}")
 
 app = FastAPI(title="Notebook viewer", docs_url=None, redoc_url=None, openapi_url=None)
 _can_read = Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE))
 
 
-def _record(dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any] | None:
-    """The attempt record the operator pushed to XCom (location, conn_id, try_number), or None."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        row = session.scalar(
-            select(XComModel.value).where(
-                XComModel.dag_id == dag_id,
-                XComModel.run_id == run_id,
-                XComModel.task_id == task_id,
-                XComModel.map_index == map_index,
-                XComModel.key == RECORD_XCOM_KEY,
-            )
-        )
-    if row is None:
-        return None
-    value = XComModel.deserialize_value(SimpleNamespace(value=row))
-    return value if isinstance(value, dict) and value.get("location") else None
+def _error(exc: ViewerError, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
+    return HTMLResponse(page.error_page(exc.status, exc.title, exc.detail, links), status_code=exc.status,
+                        headers=SECURITY_HEADERS)
 
 
-def _page(status: int, title: str, detail: str) -> HTMLResponse:
-    body = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body style='font-family:sans-serif;margin:2em'><h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(detail)}</p></body></html>"
-    )
-    return HTMLResponse(body, status_code=status)
+def _identity(dag_id: str, run_id: str, task_id: str, map_index: str) -> TaskInstanceId:
+    """The task instance a request names; the viewer takes nothing else (no path, no URL)."""
+    if not (dag_id and run_id and task_id):
+        raise ViewerError(404, "No such task instance",
+                          "The viewer shows a task attempt's notebook: give dag_id, run_id, task_id (and map_index, "
+                          "try_number); follow the task's \"Output notebook\" link.")
+    if map_index in ("", "{MAP_INDEX}"):
+        return TaskInstanceId(dag_id, run_id, task_id, -1)
+    if not _MAP_INDEX.fullmatch(map_index):
+        raise ViewerError(404, "No such task instance", f"map_index must be an integer, got {map_index!r}.")
+    return TaskInstanceId(dag_id, run_id, task_id, int(map_index))
 
 
-def render_html(data: bytes) -> str:
-    """Notebook bytes to a standalone HTML page (nbconvert's lab template, images inline)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+def _choose(ti: TaskInstanceId, try_number: int | None) -> tuple[Attempt, list[Attempt]]:
+    attempts = list_attempts(ti)
+    if not attempts:
+        raise ViewerError(404, "No such task instance",
+                          f"{ti.describe()} has no attempt: check the DAG, run and task, or wait until it starts.")
+    if try_number is None:
+        return attempts[-1], attempts
+    for attempt in attempts:
+        if attempt.try_number == try_number:
+            return attempt, attempts
+    raise ViewerError(404, "No such attempt", f"{ti.describe()} has attempts "
+                      f"{', '.join(str(a.try_number) for a in attempts)}, not {try_number}.")
 
-    nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-    exporter = HTMLExporter(template_name="lab")
-    body, _ = exporter.from_notebook_node(nb)
-    return body
+
+def _url(route: str, ti: TaskInstanceId, try_number: int | None) -> str:
+    query: dict[str, Any] = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
+                             "map_index": ti.map_index}
+    if try_number is not None:
+        query["try_number"] = try_number
+    # Root-relative: the page works whichever host name the browser used, in the UI's iframe too.
+    return f"{_base_path()}{VIEWER_PREFIX}/{route}?{urlencode(query)}"
+
+
+def _base_path() -> str:
+    """The path of ``[notebook] viewer_base_url`` / ``[api] base_url`` (e.g. ``/airflow``), or empty."""
+    return urlsplit(viewer_base_url()).path.rstrip("/")
 
 
 @app.get("/view", dependencies=[_can_read], response_class=HTMLResponse)
 def view(
-    dag_id: str = Query(...),
-    run_id: str = Query(...),
-    task_id: str = Query(...),
-    map_index: int = Query(-1),
-    try_number: int | None = Query(None),
+    dag_id: str = Query(""),
+    run_id: str = Query(""),
+    task_id: str = Query(""),
+    map_index: str = Query("-1"),
+    try_number: int | None = Query(None, ge=1),
 ) -> Response:
-    record = _record(dag_id, run_id, task_id, map_index)
-    if record is None:
-        return _page(404, "No output notebook", f"No output notebook is recorded for {dag_id} / {run_id} / {task_id}.")
-    if try_number is not None and record.get("try_number") not in (None, try_number):
-        return _page(
-            404, "Attempt not recorded",
-            f"The latest recorded attempt of this task is {record.get('try_number')}, not {try_number}.",
-        )
-    from airflow_notebook_provider.engine.errors import NotebookError
-    from airflow_notebook_provider.hooks.notebook import NotebookHook
+    """The attempt's page; without ``try_number``, the latest attempt."""
+    attempts: list[Attempt] = []
+    try:
+        ti = _identity(dag_id, run_id, task_id, map_index)
+        attempt, attempts = _choose(ti, try_number)
+        try:
+            loaded = load(ti, attempt.try_number)
+        except ViewerError as exc:
+            if attempt.in_progress and exc.status == 404:
+                raise ViewerError(404, "Notebook not written yet",
+                                  f"Attempt {attempt.try_number} of {ti.describe()} is {attempt.state}; its notebook "
+                                  "appears when the kernel starts. Reload in a few seconds.") from None
+            raise
+        fail = page.failure(loaded.notebook)
+        started = time.perf_counter()
+        try:
+            rendered = page.render_notebook(loaded.notebook, fail, loaded.data)
+        except Exception as exc:  # noqa: BLE001 - a notebook nbconvert cannot render is a page, not a trace
+            raise ViewerError(502, "Output notebook unreadable",
+                              f"{loaded.record['location']} could not be rendered: {exc}") from None
+        render_seconds = time.perf_counter() - started
+    except ViewerError as exc:
+        shown = try_number if try_number is not None else (attempts[-1].try_number if attempts else None)
+        others = [(f"Attempt {a.try_number} ({a.state or 'no state'})", _url("view", ti, a.try_number))
+                  for a in attempts if a.try_number != shown]
+        return _error(exc, others)
+    urls = {
+        "self": _url("view", ti, attempt.try_number),
+        "download": _url("download", ti, attempt.try_number),
+        "airflow": _root_relative(task_instance_url(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+                                                    map_index=ti.map_index, try_number=attempt.try_number)),
+    }
+    head = page.header(ti=ti, attempt=attempt, attempts=attempts, loaded=loaded, fail=fail, urls=urls,
+                       attempt_url=lambda n: _url("view", ti, n))
+    body = page.page(rendered, head, f"{ti.task_id} attempt {attempt.try_number} — {ti.dag_id}")
+    headers = {**SECURITY_HEADERS, "Server-Timing": f"render;dur={render_seconds * 1000:.0f}"}
+    return HTMLResponse(body, headers=headers)
 
-    location = record["location"]
+
+@app.get("/download", dependencies=[_can_read])
+def download(
+    dag_id: str = Query(""),
+    run_id: str = Query(""),
+    task_id: str = Query(""),
+    map_index: str = Query("-1"),
+    try_number: int | None = Query(None, ge=1),
+) -> Response:
+    """The output notebook exactly as stored (the bytes the task wrote), as an .ipynb attachment."""
     try:
-        data = NotebookHook(conn_id=record.get("conn_id"), retry_seconds=5).read(location)
-    except NotebookError as exc:
-        return _page(404, "Output notebook not found", str(exc))
-    except Exception as exc:  # noqa: BLE001 - an unreachable store is a 502 page, never a stack trace
-        return _page(502, "Output notebook unreachable", f"Reading {location} failed: {exc}")
+        ti = _identity(dag_id, run_id, task_id, map_index)
+        attempt, _ = _choose(ti, try_number)
+        loaded = load(ti, attempt.try_number)
+    except ViewerError as exc:
+        return _error(exc)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{ti.dag_id}.{ti.task_id}"
+                  f"{f'.map-{ti.map_index}' if ti.map_index >= 0 else ''}.attempt-{attempt.try_number}.ipynb")
+    return Response(
+        loaded.data,
+        media_type="application/x-ipynb+json",
+        headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@app.get("/attempts", dependencies=[_can_read])
+def attempts(
+    dag_id: str = Query(""),
+    run_id: str = Query(""),
+    task_id: str = Query(""),
+    map_index: str = Query("-1"),
+) -> Response:
+    """Every attempt of the task instance with its state, times and viewer links (JSON)."""
     try:
-        body = render_html(data)
-    except Exception as exc:  # noqa: BLE001
-        return _page(502, "Output notebook unreadable", f"{location} could not be rendered: {exc}")
-    return HTMLResponse(body, headers={"Content-Security-Policy": NOTEBOOK_CSP, "X-Content-Type-Options": "nosniff"})
+        ti = _identity(dag_id, run_id, task_id, map_index)
+        found = list_attempts(ti)
+    except ViewerError as exc:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    return JSONResponse(
+        {
+            "attempts": [
+                {
+                    "try_number": a.try_number,
+                    "state": a.state,
+                    "start_date": a.start_date.isoformat() if a.start_date else None,
+                    "end_date": a.end_date.isoformat() if a.end_date else None,
+                    "duration": a.duration,
+                    "in_progress": a.in_progress,
+                    "view_url": _url("view", ti, a.try_number),
+                    "download_url": _url("download", ti, a.try_number),
+                }
+                for a in found
+            ]
+        },
+        headers={"Cache-Control": "private, no-cache"},
+    )
+
+
+def _root_relative(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+# The UI loads external views in an iframe of its own origin: a root-relative href, under [api] base_url's path.
+_BASE_PATH = _base_path()
 
 
 class NotebookViewerPlugin(AirflowPlugin):
-    """Registered by the provider (``get_provider_info``); serves the viewer under ``/notebook``."""
+    """Registered by the provider (``get_provider_info``) and the ``airflow.plugins`` entry point.
+
+    Serves the viewer under ``/notebook`` and adds a "Notebook" tab to every task instance page (the page says
+    so when the task recorded no notebook).
+    """
 
     name = "notebook_viewer"
     fastapi_apps = [{"app": app, "url_prefix": VIEWER_PREFIX, "name": "Notebook viewer"}]
+    external_views = [
+        {
+            "name": "Notebook",
+            "href": f"{_BASE_PATH}{VIEWER_PREFIX}/view?dag_id={{DAG_ID}}&run_id={{RUN_ID}}&task_id={{TASK_ID}}"
+            "&map_index={MAP_INDEX}",
+            "destination": "task_instance",
+            "url_route": "notebook",
+        }
+    ]

@@ -1,0 +1,246 @@
+"""The viewer's HTML: a header about the attempt (identity, state, times, parameters, input, failure, attempts)
+above the notebook rendered by nbconvert, and plain error pages.
+
+Everything that comes from the notebook or the metadata DB is escaped; the notebook's own HTML is nbconvert's
+output and is made harmless by the response's Content-Security-Policy (see ``viewer.NOTEBOOK_CSP``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import html
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from airflow_notebook_provider.plugins.attempts import Attempt, Loaded, TaskInstanceId
+
+ERROR_MARKER_TAG = "papermill-error-cell-tag"
+FAILING_TAG = "airflow-failing-cell"
+FAILING_ANCHOR = "cell-id=failing-cell"  # nbconvert writes id="cell-id=<cell.id>" on each cell
+
+STYLE = """
+.anp-header{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;font-size:14px;background:#f7f7f9;
+ border-bottom:1px solid #ddd;padding:12px 20px;color:#222}
+.anp-header h1{font-size:18px;margin:0 0 8px}
+.anp-header table{border-collapse:collapse;margin:4px 16px 8px 0;display:inline-table;vertical-align:top}
+.anp-header th,.anp-header td{text-align:left;padding:2px 8px;border-bottom:1px solid #e5e5e5;font-weight:normal}
+.anp-header th{color:#666}
+.anp-header code{font-size:12px;word-break:break-all}
+.anp-header a{color:#0b57d0;text-decoration:underline}
+.anp-actions a{margin-right:16px}
+.anp-state{display:inline-block;padding:1px 8px;border-radius:10px;background:#ddd;font-weight:600}
+.anp-state-success{background:#c8e6c9;color:#1b5e20}.anp-state-failed{background:#ffcdd2;color:#b71c1c}
+.anp-state-running,.anp-state-queued{background:#bbdefb;color:#0d47a1}.anp-state-up_for_retry{background:#ffe0b2}
+.anp-failure{background:#ffebee;border:1px solid #e57373;border-radius:4px;padding:8px 12px;margin:8px 0}
+.anp-progress{background:#e3f2fd;border:1px solid #64b5f6;border-radius:4px;padding:8px 12px;margin:8px 0}
+.anp-attempts a.anp-current{font-weight:700;text-decoration:none;color:#222}
+.anp-attempts li{display:inline-block;margin-right:14px}
+.anp-attempts ul{display:inline;padding:0;margin:0}
+.celltag_airflow-failing-cell{outline:3px solid #d32f2f;outline-offset:2px;background:#fff5f5;scroll-margin-top:16px}
+.celltag_airflow-failing-cell::before{content:"Failing cell";display:block;color:#fff;background:#d32f2f;
+ font:600 12px system-ui,sans-serif;padding:2px 8px;width:max-content}
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def error_page(status: int, title: str, detail: str, links: Sequence[tuple[str, str]] | None = None) -> str:
+    """A plain page saying what is missing and what to do; ``links`` lead to the task's other attempts."""
+    more = ""
+    if links:
+        more = "<div class='anp-attempts' id='anp-attempts'><b>Other attempts:</b> <ul>" + "".join(
+            f"<li><a href='{esc(url)}'>{esc(label)}</a></li>" for label, url in links) + "</ul></div>"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style></head>"
+        f"<body style='margin:0'><div class='anp-header'><h1>{esc(title)}</h1><p>{esc(detail)}</p>{more}"
+        f"<p style='color:#666'>HTTP {status}</p></div></body></html>"
+    )
+
+
+def _time(value: datetime | str | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min {sec} s" if hours else f"{minutes} min {sec} s"
+
+
+def failure(notebook: dict[str, Any]) -> dict[str, Any] | None:
+    """The failing cell (index, position among real cells, In [n], error name and value), or None."""
+    position = 0
+    for index, cell in enumerate(notebook.get("cells", [])):
+        if ERROR_MARKER_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        position += 1
+        if cell.get("metadata", {}).get("papermill", {}).get("status") == "failed":
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            last = errors[-1] if errors else {}
+            return {"index": index, "position": position, "execution_count": cell.get("execution_count"),
+                    "ename": last.get("ename"), "evalue": last.get("evalue")}
+    return None
+
+
+def _mark_failing_cell(notebook: dict[str, Any], index: int) -> dict[str, Any]:
+    nb = copy.deepcopy(notebook)
+    cell = nb["cells"][index]
+    cell.setdefault("metadata", {}).setdefault("tags", []).append(FAILING_TAG)
+    cell["id"] = FAILING_ANCHOR.split("=", 1)[1]
+    return nb
+
+
+_render_lock = threading.Lock()
+_exporter: Any = None
+_cache: OrderedDict[tuple[str, int | None], str] = OrderedDict()
+CACHE_SIZE = 16  # rendered pages kept (about 0.5 MB for 200 cells); an attempt's notebook bytes never change
+
+
+def render_notebook(notebook: dict[str, Any], fail: dict[str, Any] | None, data: bytes | None = None) -> str:
+    """The notebook as a standalone HTML page (nbconvert's lab template), the failing cell tagged for highlight.
+
+    With ``data`` (the stored bytes), the page is cached by their sha256: a finished attempt's notebook is
+    immutable, and a running one's next checkpoint has other bytes, so a cached page is never stale.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    global _exporter
+    key = (hashlib.sha256(data).hexdigest(), fail["index"] if fail else None) if data is not None else None
+    with _render_lock:  # one exporter (its templates loaded once), used by one request at a time
+        if key is not None and key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        if fail is not None:
+            notebook = _mark_failing_cell(notebook, fail["index"])
+        node = nbformat.reads(json.dumps(notebook), as_version=4)
+        if _exporter is None:
+            _exporter = HTMLExporter(template_name="lab")
+        body, _ = _exporter.from_notebook_node(node)
+        if key is not None:
+            _cache[key] = body
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return body
+
+
+def _table(rows: Sequence[tuple[str, str]]) -> str:
+    return "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _state(state: str | None) -> str:
+    s = state or "none"
+    return f"<span class='anp-state anp-state-{esc(s)}'>{esc(s)}</span>"
+
+
+def header(
+    *,
+    ti: TaskInstanceId,
+    attempt: Attempt,
+    attempts: Sequence[Attempt],
+    loaded: Loaded,
+    fail: dict[str, Any] | None,
+    urls: dict[str, str],
+    attempt_url: Callable[[int], str],
+) -> str:
+    """The block above the notebook: what ran, how it ended, with what, and the other attempts."""
+    nb_meta = loaded.notebook.get("metadata", {})
+    pm = nb_meta.get("papermill", {}) or {}
+    af = nb_meta.get("airflow", {}) or {}
+    start = attempt.start_date or pm.get("start_time")
+    end = attempt.end_date or pm.get("end_time")
+    duration = attempt.duration if attempt.duration is not None else pm.get("duration")
+    identity = _table([
+        ("DAG", f"<code>{esc(ti.dag_id)}</code>"),
+        ("Run", f"<code>{esc(ti.run_id)}</code>"),
+        ("Task", f"<code>{esc(ti.task_id)}</code>"),
+        ("Map index", esc(ti.map_index) if ti.map_index >= 0 else "— (not mapped)"),
+        ("Attempt", f"{attempt.try_number} of {len(attempts)}"),
+        ("State", _state(attempt.state)),
+    ])
+    times = _table([
+        ("Start", esc(_time(start))),
+        ("End", esc(_time(end)) if not attempt.in_progress else "— (running)"),
+        ("Duration", esc(_duration(duration)) if not attempt.in_progress else "—"),
+        ("Input notebook", f"<code>{esc(af.get('input_path') or pm.get('input_path'))}</code>"),
+        ("Input sha256", f"<code>{esc(af.get('input_sha256'))}</code>"),
+        ("Output notebook", f"<code>{esc(loaded.record['location'])}</code>"),
+    ])
+    params = pm.get("parameters") or {}
+    if params:
+        param_table = "<table class='anp-params'><tr><th>Parameter</th><th>Value</th></tr>" + "".join(
+            f"<tr><td><code>{esc(k)}</code></td><td><code>{esc(json.dumps(v))}</code></td></tr>"
+            for k, v in params.items()
+        ) + "</table>"
+    else:
+        param_table = "<table class='anp-params'><tr><th>Parameters</th><td>none</td></tr></table>"
+
+    notes = ""
+    if attempt.in_progress:
+        notes += (
+            "<div class='anp-progress' id='anp-in-progress'><b>In progress.</b> This attempt is still running; "
+            "this is its latest checkpoint (written at least every checkpoint interval). "
+            f"<a href='{esc(urls['self'])}'>Reload</a> to see newer output.</div>"
+        )
+    if fail is not None:
+        error = ": ".join(x for x in (fail["ename"], fail["evalue"]) if x) or "the run stopped"
+        count = fail["execution_count"]
+        notes += (
+            f"<div class='anp-failure' id='anp-failure'><b>Failed at cell {fail['position']}"
+            f"{f' (In [{esc(count)}])' if count else ''}:</b> <code>{esc(error)}</code> "
+            f"<a href='#{FAILING_ANCHOR}' id='anp-jump'>Jump to the failing cell</a></div>"
+        )
+    elif pm.get("exception"):
+        notes += "<div class='anp-failure' id='anp-failure'><b>The run failed before its first cell</b> — see the " \
+                 "banner below and the task log.</div>"
+
+    items = []
+    for a in attempts:
+        label = f"Attempt {a.try_number}"
+        cls = " class='anp-current'" if a.try_number == attempt.try_number else ""
+        items.append(f"<li><a{cls} href='{esc(attempt_url(a.try_number))}'>{label}</a> {_state(a.state)}</li>")
+    attempt_list = f"<div class='anp-attempts' id='anp-attempts'><b>Attempts:</b> <ul>{''.join(items)}</ul></div>"
+
+    actions = (
+        "<div class='anp-actions'>"
+        f"<a href='{esc(urls['download'])}' id='anp-download'>Download .ipynb</a>"
+        f"<a href='{esc(urls['airflow'])}' id='anp-back'>Task instance in Airflow</a>"
+        "</div>"
+    )
+    title = f"Notebook of {ti.task_id}, attempt {attempt.try_number}"
+    return (
+        f"<div class='anp-header' id='anp-header'><h1>{esc(title)}</h1>{actions}{notes}"
+        f"{identity}{times}{param_table}{attempt_list}</div>"
+    )
+
+
+def page(notebook_html: str, header_html: str, title: str) -> str:
+    """Put the header at the top of nbconvert's page and our styles in its head."""
+    head_end = notebook_html.find("</head>")
+    if head_end >= 0:
+        notebook_html = (notebook_html[:head_end] + f"<style>{STYLE}</style>" + notebook_html[head_end:])
+    notebook_html = notebook_html.replace("<title>Notebook</title>", f"<title>{esc(title)}</title>", 1)
+    body = notebook_html.find("<body")
+    if body < 0:
+        return f"<!doctype html><html><head><style>{STYLE}</style></head><body>{header_html}{notebook_html}</body></html>"
+    body_end = notebook_html.index(">", body) + 1
+    return notebook_html[:body_end] + header_html + notebook_html[body_end:]

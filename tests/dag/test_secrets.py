@@ -1,0 +1,120 @@
+"""Secret parameters from Airflow variables and connections reach the kernel, and their text is written nowhere.
+
+Not in the output notebook, its metadata, the rendered template fields Airflow stores, XCom, or the task log. The
+secret comes from a variable whose name Airflow does not consider sensitive (``nb_sig``), so only
+``secret_parameters`` protects it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pendulum
+import pytest
+from airflow.sdk import DAG
+
+from airflow_notebook_provider.operators.notebook import NotebookOperator
+from tests.helpers import code_cells, read_nb, run_dag, stream_text
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+SECRET = "s3cr3t-T0ken-9f8e7d6c"
+
+
+@pytest.fixture
+def api_connection(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_NB_API", json.dumps({"conn_type": "http", "host": "api.example.com",
+                                                          "password": "conn-password-1234"}))
+    monkeypatch.setenv("AIRFLOW_VAR_NB_REGION", "eu")
+    monkeypatch.setenv("AIRFLOW_VAR_NB_SIG", SECRET)
+
+
+def rendered_fields(dag_id: str, task_id: str) -> str:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields as RTIF
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(select(RTIF.rendered_fields).where(RTIF.dag_id == dag_id, RTIF.task_id == task_id)).all()
+    assert rows, "Airflow stored no rendered fields"
+    return json.dumps([r[0] for r in rows])
+
+
+def test_secret_parameter_reaches_the_kernel_and_is_written_nowhere(airflow_db, api_connection, make_notebook,
+                                                                      capfd, tmp_path: Path) -> None:
+    nb = make_notebook(
+        "#parameters\nsignature = ''\nhost = ''\nregion = ''",
+        "import hashlib\nprint(hashlib.sha256(signature.encode()).hexdigest(), host, region)",
+    )
+    with DAG(dag_id="t_secret", schedule=None, start_date=START) as dag:
+        NotebookOperator(
+            task_id="nb",
+            notebook=str(nb),
+            parameters={"signature": "{{ var.value.nb_sig }}", "host": "{{ conn.nb_api.host }}",
+                        "region": "{{ var.value.nb_region }}"},
+            secret_parameters=["signature"],
+        )
+    res = run_dag(dag)
+    log = "".join(capfd.readouterr())
+    task = res["nb"]
+    assert task.state == "success", log[-3000:]
+    output = Path(task.xcom["output_notebook"])
+    out = read_nb(output)
+
+    # The kernel had the real value.
+    assert stream_text(code_cells(out)[2]) == f"{hashlib.sha256(SECRET.encode()).hexdigest()} api.example.com eu\n"
+    # The notebook holds only the code that reads it, and records which variable that is.
+    assert "signature = __import__('os').environ['NOTEBOOK_SECRET_signature']" in "".join(code_cells(out)[1]["source"])
+    assert out["metadata"]["papermill"]["parameters"] == {"host": "api.example.com", "region": "eu"}
+    assert out["metadata"]["airflow"]["secret_parameters"] == {"signature": "NOTEBOOK_SECRET_signature"}
+    # The text appears nowhere.
+    assert SECRET not in output.read_text()
+    assert SECRET not in rendered_fields("t_secret", "nb")
+    assert SECRET not in json.dumps(task.xcom, default=str)
+    assert SECRET not in log
+    assert log.count("NotebookTaskFailed") == 0
+
+    # The debug loop keeps working: rerun reads the secret from the same variable, and asks for it when missing.
+    exe = str(Path(sys.executable).with_name("airflow-notebook"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEBOOK_SECRET_")}
+    proc = subprocess.run([exe, "rerun", str(output), "-o", str(tmp_path / "rerun.ipynb")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "set NOTEBOOK_SECRET_signature" in proc.stderr
+    proc = subprocess.run([exe, "rerun", str(output), "-o", str(tmp_path / "rerun.ipynb")],
+                          env={**env, "NOTEBOOK_SECRET_signature": SECRET}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rerun = (tmp_path / "rerun.ipynb").read_text()
+    assert SECRET not in rerun and hashlib.sha256(SECRET.encode()).hexdigest() in rerun
+
+
+def test_a_secret_the_notebook_prints_is_masked_in_the_task_log(airflow_db, api_connection, make_notebook, capfd) -> None:
+    """The notebook's own output is the author's responsibility; the task log still hides the secret."""
+    nb = make_notebook("#parameters\nsignature = ''", "print('using', signature)")
+    with DAG(dag_id="t_secret_printed", schedule=None, start_date=START) as dag:
+        NotebookOperator(task_id="nb", notebook=str(nb), parameters={"signature": "{{ var.value.nb_sig }}"},
+                         secret_parameters=["signature"])
+    res = run_dag(dag)
+    log = "".join(capfd.readouterr())
+    assert res["nb"].state == "success"
+    assert "[stdout] using ***" in log
+    assert SECRET not in log
+
+
+@pytest.mark.parametrize(
+    ("parameters", "secrets", "match"),
+    [({"a": 1}, ["signature"], "`secret_parameters` names 'signature', which is not in `parameters`"),
+     ({"signature": 123}, ["signature"], "Secret parameter 'signature' must be a string")],
+)
+def test_bad_secret_parameters_fail_without_running(airflow_db, make_notebook, capfd, parameters, secrets, match) -> None:
+    nb = make_notebook("print('ran')")
+    dag_id = f"t_bad_secret_{abs(hash(match)) % 10_000}"
+    with DAG(dag_id=dag_id, schedule=None, start_date=START) as dag:
+        NotebookOperator(task_id="nb", notebook=str(nb), parameters=parameters, secret_parameters=secrets, retries=2)
+    res = run_dag(dag)
+    assert (res["nb"].state, res["nb"].try_number) == ("failed", 1)
+    assert "output_notebook" not in res["nb"].xcom
+    assert match in "".join(capfd.readouterr())

@@ -1,0 +1,180 @@
+"""What a user sees: a real Airflow (api-server, scheduler, dag-processor; LocalExecutor on SQLite) and Debian's
+chromium driven by Playwright. Log in through the UI's form, open each task instance, click "Output notebook"."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import nbformat
+import pytest
+
+from tests.viewer.airflow_servers import Airflow, start_airflow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DAG_ID = "browser_notebooks"
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does)"
+)
+
+
+def write_notebook(path: Path, *sources: str) -> None:
+    ks = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    for cell in cells:
+        if cell.source.startswith("#parameters"):
+            cell.metadata["tags"] = ["parameters"]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": ks}), str(path))
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airflow, str]]:
+    """The example DAG (one notebook task succeeds, one fails) run once by the scheduler; yields the run id."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    dags = home / "dags"
+    dags.mkdir()
+    write_notebook(dags / "ok.ipynb", "#parameters\nname = 'nobody'", "print(f'hello {name} from ' + 'the scheduler')")
+    # Enough cells before the failure that the failing cell starts below the first screen.
+    write_notebook(dags / "bad.ipynb", "#parameters\nregion = 'none'\nlimit = 0",
+                   *[f"print('step {i} ' + 'ok')" for i in range(24)],
+                   "raise RuntimeError('the browser sees this')", "print('never runs')")
+    (dags / "browser_dag.py").write_text(
+        "import pendulum\n"
+        "from airflow.sdk import DAG\n"
+        "from airflow_notebook_provider.operators.notebook import NotebookOperator\n"
+        f"with DAG(dag_id={DAG_ID!r}, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz='UTC')) as dag:\n"
+        f"    NotebookOperator(task_id='succeeds', notebook={str(dags / 'ok.ipynb')!r}, parameters={{'name': 'Ada'}})\n"
+        f"    NotebookOperator(task_id='fails', notebook={str(dags / 'bad.ipynb')!r},\n"
+        "                     parameters={'region': 'eu', 'limit': 100})\n"
+    )
+    af = start_airflow(home, dags)
+    try:
+        af.wait_for("the dag-processor parses the DAG", lambda: af.api("GET", f"/api/v2/dags/{DAG_ID}"), 120)
+        run_id = af.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
+
+        def finished() -> str | None:
+            state = af.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}")["state"]
+            return state if state in ("success", "failed") else None
+
+        assert af.wait_for("the run finishes", finished, 180) == "failed"
+        yield af, run_id
+    finally:
+        af.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    return folder
+
+
+def open_output_notebook(page: Any, af: Airflow, run_id: str, task_id: str) -> None:
+    """From the task instance page, as a user: Details tab, then the "Output notebook" button."""
+    page.goto(f"{af.base}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/{task_id}")
+    page.get_by_role("link", name="Details").click()
+    page.get_by_role("link", name="Output notebook").click(timeout=30_000)
+    page.wait_for_url("**/notebook/view?**", timeout=30_000)
+    page.locator("#anp-header").wait_for(timeout=30_000)
+
+
+def test_user_logs_in_and_reads_both_notebooks(airflow: tuple[Airflow, str], browser: Any, screenshots: Path) -> None:
+    af, run_id = airflow
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(f"{af.base}/", timeout=60_000)
+        page.wait_for_url("**/auth/login**", timeout=30_000)
+        page.get_by_label("Username").fill(af.username)
+        page.get_by_label("Password").fill(af.password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{af.base}/", timeout=30_000)
+
+        open_output_notebook(page, af, run_id, "succeeds")
+        page.screenshot(path=str(screenshots / "viewer-success.png"))
+        assert page.get_by_text("hello Ada from the scheduler").is_visible()
+        assert page.locator("#anp-header .anp-state-success").first.is_visible()
+        assert page.locator("#anp-failure").count() == 0
+
+        open_output_notebook(page, af, run_id, "fails")
+        failing = page.locator(".celltag_airflow-failing-cell")
+        # Cell 27: the parameters cell, the injected one, 24 steps, then the raise.
+        assert page.locator("#anp-failure").inner_text().startswith("Failed at cell 27 (In [27]):")
+        params = page.locator(".anp-params").inner_text()
+        assert "region" in params and '"eu"' in params and "limit" in params and "100" in params
+        assert "RuntimeError: the browser sees this" in page.locator("#anp-failure").inner_text()
+        assert not _in_viewport(failing)
+        page.screenshot(path=str(screenshots / "viewer-failed-top.png"))
+        page.get_by_role("link", name="Jump to the failing cell").click()
+        page.wait_for_function("() => location.hash === '#cell-id=failing-cell'")
+        failing.wait_for(state="visible")
+        assert _in_viewport(failing)
+        assert "RuntimeError: the browser sees this" in failing.inner_text()
+        style = failing.evaluate("e => [getComputedStyle(e).outlineStyle, getComputedStyle(e).outlineColor]")
+        assert style == ["solid", "rgb(211, 47, 47)"]  # the red frame a user sees around the failing cell
+        page.screenshot(path=str(screenshots / "viewer-failed.png"))
+
+        # "Download .ipynb" hands over the stored bytes (the sandboxed page may start downloads).
+        with page.expect_download(timeout=30_000) as download:
+            page.get_by_role("link", name="Download .ipynb").click()
+        stored = next((af.home / "notebook_outputs" / DAG_ID).glob("*/fails/attempt-1.ipynb"))
+        assert Path(download.value.path()).read_bytes() == stored.read_bytes()
+        assert download.value.suggested_filename == f"{DAG_ID}.fails.attempt-1.ipynb"
+
+        # The same notebook in the task instance's "Notebook" tab (the plugin's external view).
+        page.goto(f"{af.base}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/fails/plugin/notebook")
+        frame = page.frame_locator("iframe[title='Notebook']")
+        frame.locator("#anp-failure").wait_for(timeout=30_000)
+        assert "RuntimeError: the browser sees this" in frame.locator("#anp-failure").inner_text()
+        page.screenshot(path=str(screenshots / "notebook-tab.png"))
+    finally:
+        context.close()
+    print(f"screenshots: {screenshots}")
+    if (target := _docs_target()) is not None:
+        shutil.copy(screenshots / "viewer-failed-top.png", target / "viewer-failed.png")
+        shutil.copy(screenshots / "viewer-failed.png", target / "viewer-failed-cell.png")
+
+
+def test_viewer_refuses_a_browser_that_is_not_logged_in(airflow: tuple[Airflow, str], browser: Any) -> None:
+    af, run_id = airflow
+    context = browser.new_context()
+    try:
+        response = context.new_page().goto(
+            f"{af.base}/notebook/view?dag_id={DAG_ID}&run_id={quote(run_id, safe='')}&task_id=fails"
+        )
+        assert response is not None and response.status == 401
+    finally:
+        context.close()
+
+
+def _in_viewport(locator: Any) -> bool:
+    return bool(locator.evaluate(
+        "e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight; }"
+    ))
+
+
+def _docs_target() -> Path | None:
+    """Set ANP_UPDATE_DOCS_SCREENSHOT=1 to refresh the README's screenshots (docs/viewer-failed*.png)."""
+    import os
+
+    if os.environ.get("ANP_UPDATE_DOCS_SCREENSHOT") != "1":
+        return None
+    return Path(__file__).resolve().parents[2] / "docs"
