@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import inspect
+import itertools
 import logging
 import os
 import signal
@@ -127,6 +128,11 @@ class NotebookRun:
         self._logged_chars = 0
         self._truncated = False
         self._write_lock = threading.Lock()
+        # Every serialization takes a number; a write older than the last one written is dropped, so a checkpoint
+        # still in flight can never overwrite the final notebook.
+        self._seq = itertools.count(1)
+        self._written_seq = 0
+        self._finished = False
         self._prepared = False
 
     # -- preparation: everything that can fail before the kernel starts --------------------------------------
@@ -176,17 +182,21 @@ class NotebookRun:
 
     # -- the run ----------------------------------------------------------------------------------------------
 
-    def run(self) -> RunResult:
+    def run(self, on_started: Callable[[], None] | None = None) -> RunResult:
         """Run every cell; return the result, or raise ``NotebookExecutionError`` with the notebook saved.
 
-        An exception from outside the notebook (a task timeout, a signal) is re-raised as it is, after the
-        partial notebook is saved with a banner saying how the run was stopped.
+        The first write, then ``on_started`` (where the operator publishes the output location), happen while the
+        kernel process boots and before it can run anything, so they cost no time of their own; the last write
+        likewise overlaps the kernel's shutdown. An exception from outside the notebook (a task timeout, a signal)
+        is re-raised as it is, after the partial notebook is saved with a banner saying how the run was stopped.
         """
-        self.begin()
+        self.prepare()
         failure: dict[str, Any] | None = None
         stopped_early = False
         try:
-            failure, stopped_early = asyncio.run(self._main())
+            failure, stopped_early = asyncio.run(self._main(on_started))
+        except NotebookStorageError:
+            raise  # the first or the last write failed for good: nothing more can be written
         except BaseException as exc:  # stopped from outside: save what we have, then let it propagate
             self._kill_kernel()
             reason = self._stop_reason or f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -195,7 +205,8 @@ class NotebookRun:
         if failure is not None:
             self._finish(failure, fatal=False)
             raise NotebookExecutionError(notebook=self.input_path, output=self.output_path, **failure)
-        self._finish(None, fatal=True)
+        if not self._finished:
+            self._finish(None, fatal=True)
         return RunResult(nb=self.nb, output_path=self.output_path, writes=self.writes, stopped_early=stopped_early)
 
     def stop(self, reason: str) -> None:
@@ -203,7 +214,7 @@ class NotebookRun:
         self._stop_reason = reason
         self._kill_kernel()
 
-    async def _main(self) -> tuple[dict[str, Any] | None, bool]:
+    async def _main(self, on_started: Callable[[], None] | None = None) -> tuple[dict[str, Any] | None, bool]:
         s = self.settings
         client = _Client(
             self.nb,
@@ -221,11 +232,24 @@ class NotebookRun:
         self._client = client
         client.km = client.create_kernel_manager()
         checkpointer: asyncio.Task[None] | None = None
+        final: asyncio.Future[None] | None = None
         try:
             started = time.monotonic()
+            spawn_error: Exception | None = None
             try:
                 await client.async_start_new_kernel(env={**os.environ, **s.env})
                 self._kernel_pid = _kernel_pid(client)
+            except Exception as exc:  # noqa: BLE001 - recorded below, once the notebook has been written
+                spawn_error = exc
+            # While the kernel process boots: the first write (a crash from here on leaves a notebook), then the
+            # caller's announcement of the output location. Both happen before the kernel can run a cell.
+            if self.writes == 0:
+                self.write(fatal=True)
+            if on_started is not None:
+                on_started()
+            try:
+                if spawn_error is not None:
+                    raise spawn_error
                 if self._stop_reason:
                     raise RuntimeError(self._stop_reason)
                 await client.async_start_new_kernel_client()
@@ -245,11 +269,22 @@ class NotebookRun:
             failure, early = await self._execute_cells(client)
             if failure is not None:
                 client.shutdown_kernel = "immediate"  # a timed-out or failed kernel gets no grace period
+            else:
+                # Every output is in and nothing changes the notebook any more: write it while the kernel shuts down.
+                checkpointer.cancel()
+                final = asyncio.ensure_future(asyncio.to_thread(self._finish, None, fatal=True))
             return failure, early
         finally:
             if checkpointer is not None:
                 checkpointer.cancel()
-            await self._shutdown(client)
+            if final is None:
+                await self._shutdown(client)
+            else:
+                shutdown = asyncio.ensure_future(self._shutdown(client))
+                try:
+                    await final
+                finally:
+                    await shutdown
 
     async def _kernel_info(self, client: _Client) -> None:
         assert client.kc is not None
@@ -320,8 +355,8 @@ class NotebookRun:
         interval = max(float(self.settings.checkpoint_interval), 0.1)
         while True:
             await asyncio.sleep(interval)
-            data = nbrec.dumps(self.nb)
-            await asyncio.to_thread(self._write_bytes, data, False)
+            data, seq = nbrec.dumps(self.nb), next(self._seq)
+            await asyncio.to_thread(self._write_bytes, data, False, seq)
 
     async def _shutdown(self, client: _Client) -> None:
         try:
@@ -374,16 +409,18 @@ class NotebookRun:
             )
             nbrec.add_error_banner(self.nb, index, failure["execution_count"], note)
         nbrec.finish_record(self.nb, failed=failure is not None)
+        self._finished = True
         self._write_final(fatal=fatal)
 
     def _write_final(self, *, fatal: bool) -> None:
         """The last write. If the store refuses it (after its retries), the executed notebook is the only evidence
         of the run: keep it in a local rescue copy on the worker and say where, rather than lose it."""
-        data = nbrec.dumps(self.nb)
+        data, seq = nbrec.dumps(self.nb), next(self._seq)
         with self._write_lock:
             try:
                 self._save(data)
                 self.writes += 1
+                self._written_seq = seq
                 return
             except Exception as exc:  # noqa: BLE001 - any failure of the store: keep a copy, then report it
                 error = exc
@@ -398,13 +435,16 @@ class NotebookRun:
     # -- writes -------------------------------------------------------------------------------------------------
 
     def write(self, *, fatal: bool) -> None:
-        self._write_bytes(nbrec.dumps(self.nb), fatal)
+        self._write_bytes(nbrec.dumps(self.nb), fatal, next(self._seq))
 
-    def _write_bytes(self, data: bytes, fatal: bool) -> None:
+    def _write_bytes(self, data: bytes, fatal: bool, seq: int) -> None:
         with self._write_lock:
+            if seq < self._written_seq:
+                return  # a newer state of the notebook is already written
             try:
                 self._save(data)
                 self.writes += 1
+                self._written_seq = seq
             except Exception as exc:
                 if fatal:
                     if isinstance(exc, NotebookStorageError):

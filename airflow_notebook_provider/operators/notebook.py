@@ -159,15 +159,18 @@ class NotebookOperator(BaseOperator):
                 extra_metadata={"airflow": airflow_metadata},
                 log=_RedactingLog(self.log) if settings.secret_env else self.log,
             )
-            run.begin()
-            # Pushed before the kernel starts, so the link and downstream tasks see it even if the attempt fails.
-            ti.xcom_push(key=XCOM_KEY, value=output)
-            record = {"location": output, "conn_id": self.conn_id, "try_number": ti.try_number}
-            ti.xcom_push(key=RECORD_XCOM_KEY, value=record)
-            persist_record(self.hook, ti, record)  # XCom is cleared on retry; this record outlives it
-            self.log.info("Output notebook: %s", output)
+
+            def publish() -> None:
+                # Runs after the first write, while the kernel boots and before it can run a cell, so the link
+                # and downstream tasks see the location even if the kernel never starts or the attempt fails.
+                ti.xcom_push(key=XCOM_KEY, value=output)
+                record = {"location": output, "conn_id": self.conn_id, "try_number": ti.try_number}
+                ti.xcom_push(key=RECORD_XCOM_KEY, value=record)
+                persist_record(self.hook, ti, record)  # XCom is cleared on retry; this record outlives it
+                self.log.info("Output notebook: %s", output)
+
             self._run = run
-            result = run.run()
+            result = run.run(on_started=publish)
         except NotebookExecutionError as exc:
             url = self._url(context)
             raise NotebookTaskFailed(f"{exc}. View it: {url}", output=exc.output, url=url) from None
