@@ -1,4 +1,4 @@
-"""One benchmark run in a fresh process: ``python -m bench.one VARIANT NOTEBOOK OUTPUT``; prints one JSON line.
+"""A benchmark worker for one variant: ``python -m bench.one VARIANT``, fed runs on stdin by ``bench/run.py``.
 
 Variants:
   floor        plain ``nbclient.NotebookClient(nb).execute()`` (kernel start + cells + shutdown), no output written
@@ -9,7 +9,8 @@ Variants:
 
 ``seconds`` is the time from reading the input to the output being complete; for the operators it is the task
 instance's own duration as Airflow records it (start_date to end_date). ``rss_kb`` is the peak RSS of this process
-(for the operators, the process that ran the task: dag.test runs it in-process). Kernel processes are not counted.
+during that run (for the operators, the process that ran the task: dag.test runs it in-process), reset before each
+run. Kernel processes are not counted.
 """
 
 from __future__ import annotations
@@ -63,27 +64,24 @@ def papermill_variant(notebook: Path, output: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0}
 
 
+_DAGS = iter(range(1, 1_000_000))
+
+
 def _dag_test(make_task: Any, dag_id: str) -> dict[str, Any]:
+    """Run one task under dag.test(); its duration is the one Airflow records for the task instance."""
     import pendulum
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG
 
-    def test(dag_id: str, make: Any) -> Any:
-        with DAG(dag_id=dag_id, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
-            make()
-        bag = DagBag(dag_folder=os.devnull)
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-        return dag.test()
-
-    # dag.test() builds Airflow's in-process API on its first task, inside that task's recorded duration:
-    # warm it up with a no-op task so that the measured task pays what a task pays on a running worker.
-    test(f"{dag_id}_warmup", lambda: PythonOperator(task_id="noop", python_callable=lambda: None))
-    dr = test(dag_id, make_task)
+    with DAG(dag_id=f"{dag_id}_{next(_DAGS)}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+        make_task()
+    bag = DagBag(dag_folder=os.devnull)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    dr = dag.test()
     (ti,) = dr.get_task_instances()
     if str(ti.state) != "success":
-        raise RuntimeError(f"{dag_id} ended {ti.state}")
+        raise RuntimeError(f"{dag.dag_id} ended {ti.state}")
     return {"seconds": (ti.end_date - ti.start_date).total_seconds()}
 
 
@@ -105,11 +103,40 @@ VARIANTS = {"floor": floor, "engine": engine, "papermill": papermill_variant, "o
             "pm_operator": pm_operator}
 
 
+def _reset_peak_rss() -> None:
+    """Reset this process's peak RSS (VmHWM), so each run reports its own peak (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main() -> None:
-    variant, notebook, output = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    out: dict[str, Any] = VARIANTS[variant](notebook, Path(output) if "://" not in output else output)  # type: ignore[arg-type]
-    out["rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print("BENCH " + json.dumps(out), flush=True)
+    """Serve runs of one variant: read ``{"notebook", "output"}`` JSON lines on stdin, answer ``BENCH {...}``.
+
+    One long-lived process per variant, like a worker: imports and Airflow's in-process API are paid once, in
+    the warm-up runs, and every measured run pays what a task pays on a running worker.
+    """
+    variant = sys.argv[1]
+    fn = VARIANTS[variant]
+    print("READY", flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        output = job["output"]
+        _reset_peak_rss()
+        try:
+            out: dict[str, Any] = fn(Path(job["notebook"]), Path(output) if "://" not in output else output)  # type: ignore[arg-type]
+            out["rss_kb"] = _peak_rss_kb()
+        except Exception as exc:  # noqa: BLE001 - reported to the orchestrator, which fails the benchmark
+            out = {"error": f"{type(exc).__name__}: {exc}"}
+        print("BENCH " + json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Benchmark: this project's engine and operator against plain nbclient (the floor), papermill and Airflow's
 PapermillOperator, on the same notebooks, in one run, alternating the order of the variants to cancel drift.
 
-    python -m bench.run                  # the full benchmark (about 13 minutes on 2 cores), writes bench/results/
+    python -m bench.run                  # the full benchmark (about 14 minutes on 2 cores), writes bench/results/
     python -m bench.run --smoke          # one quick run of every variant: correctness only (CI)
 
-Each run is a fresh process (``bench/one.py``). Writes to a local output are counted with inotify (a write is a
+Each variant runs in a long-lived worker process of its own (``bench/one.py``), as tasks run in a worker; the
+first run of each notebook is a warm-up and is not counted. Writes to a local output are counted with inotify (a write is a
 file closed after writing, or renamed into place, under the output's name); PUTs to S3 are counted in the access log
 of moto's server on 127.0.0.1.
 """
@@ -76,43 +77,78 @@ class WriteCounter:
         return self.count
 
 
-def start_run(variant: str, notebook: Path, workdir: Path, db_template: Path, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
-    """Start one run in a fresh process; return a handle for ``finish_run``."""
-    workdir.mkdir(parents=True)
-    home = workdir / "airflow-home"
-    home.mkdir()
-    shutil.copy(db_template, home / "airflow.db")
-    out_dir = workdir / "out"
-    out_dir.mkdir()
-    output = out_dir / "output.ipynb"
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"), "PYTHONPATH": str(REPO), **(env_extra or {})}
-    counter = WriteCounter(out_dir, output.name)
-    log = (workdir / "run.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bench.one", variant, str(notebook), str(output)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-    return {"variant": variant, "proc": proc, "counter": counter, "output": output, "workdir": workdir, "log": log}
+class Worker:
+    """One long-lived ``bench.one`` process for one variant, with its own AIRFLOW_HOME (a copy of a fresh DB)."""
 
+    def __init__(self, variant: str, tmp: Path, db_template: Path, env_extra: dict[str, str] | None = None) -> None:
+        self.variant, self.tmp, self.n = variant, tmp / f"worker-{variant}{'-s3' if env_extra else ''}", 0
+        home = self.tmp / "airflow-home"
+        home.mkdir(parents=True)
+        shutil.copy(db_template, home / "airflow.db")
+        env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+               "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"), "PYTHONPATH": str(REPO), **(env_extra or {})}
+        self.log = (self.tmp / "worker.log").open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.one", variant], cwd=REPO, env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True)
+        self._expect("READY")
+        self.pending: dict[str, Any] | None = None
 
-def finish_run(h: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
-    try:
-        stdout, _ = h["proc"].communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(h["proc"].pid, 9)
-        raise
-    h["log"].close()
-    writes = h["counter"].close()
-    line = next((ln for ln in stdout.decode().splitlines() if ln.startswith("BENCH ")), None)
-    if h["proc"].returncode != 0 or line is None:
-        tail = (h["workdir"] / "run.log").read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{h['variant']} failed (exit {h['proc'].returncode}):\n{tail}")
-    res = json.loads(line[6:])
-    res["writes"] = writes
-    res["variant"] = h["variant"]
-    if h["variant"] in WRITES_OUTPUT:
-        res["output_ok"] = check_output(h["output"])
-    shutil.rmtree(h["workdir"], ignore_errors=True)
-    return res
+    def _expect(self, prefix: str) -> str:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return line
+        tail = (self.tmp / "worker.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{self.variant} worker exited (code {self.proc.wait()}):\n{tail}")
+
+    def submit(self, notebook: Path) -> None:
+        """Start one run; the output goes to a fresh folder watched for writes."""
+        self.n += 1
+        out_dir = self.tmp / f"run-{self.n}"
+        out_dir.mkdir()
+        output = out_dir / "output.ipynb"
+        self.pending = {"counter": WriteCounter(out_dir, output.name), "output": output, "dir": out_dir}
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"notebook": str(notebook), "output": str(output)}) + "\n")
+        self.proc.stdin.flush()
+
+    def collect(self) -> dict[str, Any]:
+        assert self.pending is not None
+        res = json.loads(self._expect("BENCH ")[6:])
+        res["writes"] = self.pending["counter"].close()
+        res["variant"] = self.variant
+        if "error" in res:
+            tail = (self.tmp / "worker.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{self.variant} failed: {res['error']}\n{tail}")
+        if self.variant in WRITES_OUTPUT:
+            res["output_ok"] = check_output(self.pending["output"])
+        shutil.rmtree(self.pending["dir"], ignore_errors=True)
+        self.pending = None
+        return res
+
+    def run(self, notebook: Path) -> dict[str, Any]:
+        self.submit(notebook)
+        return self.collect()
+
+    def run_to_url(self, notebook: Path, url: str) -> dict[str, Any]:
+        """One run writing to an object-storage URL (writes are counted by the store, not here)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"notebook": str(notebook), "output": url}) + "\n")
+        self.proc.stdin.flush()
+        res = json.loads(self._expect("BENCH ")[6:])
+        if "error" in res:
+            raise RuntimeError(f"{self.variant} to {url} failed: {res['error']}")
+        return res
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=10)
+        self.log.close()
 
 
 def check_output(path: Path) -> bool:
@@ -124,10 +160,6 @@ def check_output(path: Path) -> bool:
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     return len(injected) == 1 and f"label = {PARAMETERS['label']!r}" in injected[0].source.replace('"', "'") and not errors
-
-
-def run_one(variant: str, notebook: Path, tmp: Path, db: Path, n: int) -> dict[str, Any]:
-    return finish_run(start_run(variant, notebook, tmp / f"{notebook.stem}-{variant}-{n}", db))
 
 
 def kernel_start(runs: int) -> list[float]:
@@ -155,18 +187,16 @@ def s3_puts(notebooks: dict[str, Path], tmp: Path, db: Path) -> dict[str, dict[s
         env = {"AWS_ENDPOINT_URL": server.endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_DEFAULT_REGION": "us-east-1"}
         counts: dict[str, dict[str, int]] = {}
-        for name in ("small3", "trivial200"):
-            for variant in ("engine", "papermill"):
-                key = f"{name}-{variant}.ipynb"
-                workdir = tmp / f"s3-{key}"
-                workdir.mkdir()
-                proc = subprocess.run([sys.executable, "-m", "bench.one", variant, str(notebooks[name]), f"s3://bench/{key}"],
-                                      cwd=REPO, env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-                                      capture_output=True, text=True, timeout=600)
-                if proc.returncode != 0:
-                    raise RuntimeError(proc.stderr[-3000:])
-                counts.setdefault(name, {})[variant] = sum(
-                    1 for r in server.requests() if r["method"] == "PUT" and r["path"].split("?")[0] == f"/bench/{key}")
+        for variant in ("engine", "papermill"):
+            worker = Worker(variant, tmp, db, env)
+            try:
+                for name in ("small3", "trivial200"):
+                    key = f"{name}-{variant}.ipynb"
+                    worker.run_to_url(notebooks[name], f"s3://bench/{key}")
+                    counts.setdefault(name, {})[variant] = sum(
+                        1 for r in server.requests() if r["method"] == "PUT" and r["path"].split("?")[0] == f"/bench/{key}")
+            finally:
+                worker.stop()
         return counts
     finally:
         server.stop()
@@ -222,33 +252,28 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.long_seconds = 1, 1.0
     tmp = Path(tempfile.mkdtemp(prefix="nb-bench-"))
     t_start = time.monotonic()
+    workers: dict[str, Worker] = {}
     try:
         books = build(tmp / "notebooks", args.long_seconds)
         db = init_db(tmp)
+        workers = {v: Worker(v, tmp, db) for v in VARIANTS}
         results: dict[str, dict[str, list[dict[str, Any]]]] = {}
         sequential = ["small3"] if args.smoke else ["small3", "trivial200", "output20mb"]
-        n = 0
         for name in sequential:
             results[name] = {v: [] for v in VARIANTS}
-            if not args.smoke:
-                for v in VARIANTS:  # warm-up: caches, bytecode, first kernel start
-                    n += 1
-                    run_one(v, books[name], tmp, db, n)
+            for v in VARIANTS:  # warm-up: imports, caches, Airflow's in-process API, the first kernel start
+                workers[v].run(books[name])
             for r in range(args.runs):
-                for v in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):  # A B … then … B A
-                    n += 1
-                    results[name][v].append(run_one(v, books[name], tmp, db, n))
+                for v in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):  # A B C … then … C B A
+                    results[name][v].append(workers[v].run(books[name]))
                     print(f"{name} {v}: {results[name][v][-1]['seconds']:.3f} s", file=sys.stderr, flush=True)
-        # The long notebook sleeps, so its runs of one round go side by side (one of each variant at once).
+        # The long notebook sleeps, so the runs of one round go side by side: one run of every variant at once.
         results["long90"] = {v: [] for v in VARIANTS}
         for r in range(args.runs):
-            handles = []
             for v in VARIANTS:
-                n += 1
-                handles.append(start_run(v, books["long90"], tmp / f"long-{v}-{n}", db))
-            for h in handles:
-                res = finish_run(h)
-                results["long90"][res["variant"]].append(res)
+                workers[v].submit(books["long90"])
+            for v in VARIANTS:
+                results["long90"][v].append(workers[v].collect())
             print(f"long90 round {r + 1} done", file=sys.stderr, flush=True)
         rows = summarize(results)
         report: dict[str, Any] = {"rows": rows, "parameters": PARAMETERS, "runs": args.runs,
@@ -271,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     finally:
+        for w in workers.values():
+            w.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
