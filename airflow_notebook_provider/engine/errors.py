@@ -59,7 +59,7 @@ class NotebookExecutionError(NotebookError):
     def describe(self) -> str:
         """One paragraph a person can act on: which notebook, which cell, what error, where the evidence is."""
         where = (
-            f"cell {self.cell_index + 1} (In [{self.execution_count or ' '}])"
+            f"at cell {self.cell_index + 1} (In [{self.execution_count or ' '}])"
             if self.cell_index is not None
             else "before the first cell"
         )
@@ -72,8 +72,8 @@ class NotebookExecutionError(NotebookError):
         }.get(self.kind, "failed")
         evalue = self.evalue.strip().rstrip(".")
         hint = _HINTS.get(self.ename)
-        msg = f"Notebook {self.notebook} {what} at {where}: {self.ename}: {evalue}" if evalue else (
-            f"Notebook {self.notebook} {what} at {where}: {self.ename}"
+        msg = f"Notebook {self.notebook} {what} {where}: {self.ename}: {evalue}" if evalue else (
+            f"Notebook {self.notebook} {what} {where}: {self.ename}"
         )
         if hint:
             msg += f" ({hint})"
