@@ -11,10 +11,12 @@ DEMO_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/examp
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins a known-good set (pip freeze of a working environment): without it pip's resolver can
+# backtrack for many minutes between botocore, aiobotocore, moto and the Airflow providers.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,bench]" "apache-airflow==$(AIRFLOW_VERSION)"
+	$(PY) -m pip install -q -e ".[test,bench]" "apache-airflow==$(AIRFLOW_VERSION)" -c constraints.txt
 	touch $@
 
 demo: setup
