@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -75,6 +76,22 @@ def _identity(dag_id: str, run_id: str, task_id: str, map_index: str) -> TaskIns
     return TaskInstanceId(dag_id, run_id, task_id, int(map_index))
 
 
+@dataclass
+class _Query:
+    """What every route takes: a task-instance identity (never a path or URL); read from the query string."""
+
+    dag_id: str = Query("")
+    run_id: str = Query("")
+    task_id: str = Query("")
+    map_index: str = Query("-1")
+
+    def identity(self) -> TaskInstanceId:
+        return _identity(self.dag_id, self.run_id, self.task_id, self.map_index)
+
+
+_Named = Annotated[_Query, Depends()]
+
+
 def _choose(ti: TaskInstanceId, try_number: int | None) -> tuple[Attempt, list[Attempt]]:
     attempts = list_attempts(ti)
     if not attempts:
@@ -104,17 +121,11 @@ def _base_path() -> str:
 
 
 @app.get("/view", dependencies=[_can_read], response_class=HTMLResponse)
-def view(
-    dag_id: str = Query(""),
-    run_id: str = Query(""),
-    task_id: str = Query(""),
-    map_index: str = Query("-1"),
-    try_number: int | None = Query(None, ge=1),
-) -> Response:
+def view(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
     """The attempt's page; without ``try_number``, the latest attempt."""
     attempts: list[Attempt] = []
     try:
-        ti = _identity(dag_id, run_id, task_id, map_index)
+        ti = named.identity()
         attempt, attempts = _choose(ti, try_number)
         try:
             loaded = load(ti, attempt.try_number)
@@ -151,16 +162,10 @@ def view(
 
 
 @app.get("/download", dependencies=[_can_read])
-def download(
-    dag_id: str = Query(""),
-    run_id: str = Query(""),
-    task_id: str = Query(""),
-    map_index: str = Query("-1"),
-    try_number: int | None = Query(None, ge=1),
-) -> Response:
+def download(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
     """The output notebook exactly as stored (the bytes the task wrote), as an .ipynb attachment."""
     try:
-        ti = _identity(dag_id, run_id, task_id, map_index)
+        ti = named.identity()
         attempt, _ = _choose(ti, try_number)
         loaded = load(ti, attempt.try_number)
     except ViewerError as exc:
@@ -175,15 +180,10 @@ def download(
 
 
 @app.get("/attempts", dependencies=[_can_read])
-def attempts(
-    dag_id: str = Query(""),
-    run_id: str = Query(""),
-    task_id: str = Query(""),
-    map_index: str = Query("-1"),
-) -> Response:
+def attempts(named: _Named) -> Response:
     """Every attempt of the task instance with its state, times and viewer links (JSON)."""
     try:
-        ti = _identity(dag_id, run_id, task_id, map_index)
+        ti = named.identity()
         found = list_attempts(ti)
     except ViewerError as exc:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
