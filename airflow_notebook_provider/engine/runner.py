@@ -174,12 +174,6 @@ class NotebookRun:
         )
         self._prepared = True
 
-    def begin(self) -> None:
-        """Prepare, then write the output for the first time: a crash from here on still leaves a notebook."""
-        self.prepare()
-        if self.writes == 0:
-            self.write(fatal=True)
-
     # -- the run ----------------------------------------------------------------------------------------------
 
     def run(self, on_started: Callable[[], None] | None = None) -> RunResult:
