@@ -85,11 +85,43 @@ def _dag_test(make_task: Any, dag_id: str) -> dict[str, Any]:
     return {"seconds": (ti.end_date - ti.start_date).total_seconds()}
 
 
-def operator(notebook: Path, output: Path) -> dict[str, Any]:
+_MARKS: dict[str, float] = {}
+
+
+def _mark_kernel_ready() -> None:
+    """Note when ``execute()`` starts and when the kernel first answers, to tell how long a task waits for its
+    kernel (``BENCH_NO_EARLY_KERNEL=1`` turns off the start of the kernel while the input is fetched)."""
+    from airflow_notebook_provider.engine.runner import NotebookRun
+    from airflow_notebook_provider.operators import notebook as op
+
+    if _MARKS:
+        return
+    execute, connect = op.NotebookOperator.execute, NotebookRun._connect
+
+    def timed_execute(self: Any, context: Any) -> Any:
+        _MARKS["execute"] = time.perf_counter()
+        return execute(self, context)
+
+    async def timed_connect(self: Any, client: Any) -> None:
+        await connect(self, client)
+        _MARKS["ready"] = time.perf_counter()
+
+    op.NotebookOperator.execute = timed_execute  # type: ignore[method-assign]
+    NotebookRun._connect = timed_connect  # type: ignore[method-assign]
+    if os.environ.get("BENCH_NO_EARLY_KERNEL"):
+        op.EarlyKernel = lambda settings, log=None: None  # type: ignore[assignment,misc]
+    _MARKS["installed"] = 0.0
+
+
+def operator(notebook: Path | str, output: Path | str) -> dict[str, Any]:
     from airflow_notebook_provider.operators.notebook import NotebookOperator
 
-    return _dag_test(lambda: NotebookOperator(task_id="nb", notebook=str(notebook), output_notebook=str(output),
-                                              parameters=PARAMETERS, log_output=False), "bench_operator")
+    _mark_kernel_ready()
+    out = _dag_test(lambda: NotebookOperator(task_id="nb", notebook=str(notebook), output_notebook=str(output),
+                                             conn_id=os.environ.get("BENCH_CONN_ID"), parameters=PARAMETERS,
+                                             log_output=False), "bench_operator")
+    out["kernel_ready_s"] = _MARKS["ready"] - _MARKS["execute"]
+    return out
 
 
 def pm_operator(notebook: Path, output: Path) -> dict[str, Any]:
@@ -132,11 +164,16 @@ def main() -> None:
         output = job["output"]
         _reset_peak_rss()
         try:
-            out: dict[str, Any] = fn(Path(job["notebook"]), Path(output) if "://" not in output else output)  # type: ignore[arg-type]
+            notebook = job["notebook"]
+            out: dict[str, Any] = fn(*(Path(x) if "://" not in x else x for x in (notebook, output)))
             out["rss_kb"] = _peak_rss_kb()
         except Exception as exc:  # noqa: BLE001 - reported to the orchestrator, which fails the benchmark
             out = {"error": f"{type(exc).__name__}: {exc}"}
         print("BENCH " + json.dumps(out), flush=True)
+    # Every run has shut its kernel down. Exit at once: interpreter shutdown with Airflow loaded (its in-process API
+    # server's threads) can take tens of seconds, which would only slow the benchmark down, not any run in it.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ class Worker:
         self.submit(notebook)
         return self.collect()
 
-    def run_to_url(self, notebook: Path, url: str) -> dict[str, Any]:
+    def run_to_url(self, notebook: Path | str, url: str) -> dict[str, Any]:
         """One run writing to an object-storage URL (writes are counted by the store, not here)."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"notebook": str(notebook), "output": url}) + "\n")
@@ -141,9 +141,12 @@ class Worker:
             raise RuntimeError(f"{self.variant} to {url} failed: {res['error']}")
         return res
 
-    def stop(self) -> None:
-        if self.proc.stdin:
+    def close_input(self) -> None:
+        if self.proc.stdin and not self.proc.stdin.closed:
             self.proc.stdin.close()
+
+    def stop(self) -> None:
+        self.close_input()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -163,18 +166,70 @@ def check_output(path: Path) -> bool:
     return len(injected) == 1 and f"label = {PARAMETERS['label']!r}" in injected[0].source.replace('"', "'") and not errors
 
 
-def kernel_start(runs: int) -> list[float]:
-    """Kernel start-up on its own: start the python3 kernel, wait until it answers, shut it down."""
-    code = (
-        "import time\nfrom jupyter_client.manager import start_new_kernel\n"
-        "t=time.perf_counter(); km, kc = start_new_kernel(kernel_name='python3'); s=time.perf_counter()-t\n"
-        "kc.stop_channels(); km.shutdown_kernel(now=True); print('BENCH', s)\n"
-    )
-    out = []
-    for _ in range(runs + 1):
-        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        out.append(float(p.stdout.split()[-1]))
-    return out[1:]
+KERNEL_START = """
+import sys, time
+from queue import Empty
+from jupyter_client.manager import KernelManager, start_new_kernel
+if sys.argv[1] == "jupyter_client":  # what nbclient and papermill wait for: wait_for_ready, then 0.2 s of quiet IOPub
+    t = time.perf_counter(); km, kc = start_new_kernel(kernel_name="python3"); s = time.perf_counter() - t
+else:  # the kernel process's own boot: spawn until the first answer to kernel_info
+    km = KernelManager(kernel_name="python3"); t = time.perf_counter(); km.start_kernel()
+    kc = km.client(); kc.start_channels(); msg_id = kc.kernel_info()
+    while True:
+        try:
+            if kc.get_shell_msg(timeout=30)["parent_header"].get("msg_id") == msg_id:
+                break
+        except Empty:
+            raise SystemExit("the kernel did not answer in 30 s")
+    s = time.perf_counter() - t
+kc.stop_channels(); km.shutdown_kernel(now=True); print("BENCH", s)
+"""
+
+
+def kernel_start(runs: int) -> dict[str, list[float]]:
+    """Kernel start-up on its own, in a fresh process each time (after one not counted), two ways: jupyter_client's
+    ``start_new_kernel`` (what nbclient, hence the floor and papermill, wait for) and the boot alone."""
+    out: dict[str, list[float]] = {"jupyter_client": [], "boot": []}
+    for i in range(runs + 1):
+        for how in out:
+            p = subprocess.run([sys.executable, "-c", KERNEL_START, how], capture_output=True, text=True, timeout=120)
+            if i:
+                out[how].append(float(p.stdout.split()[-1]))
+    return out
+
+
+def s3_input(books: dict[str, Path], tmp: Path, db: Path, runs: int) -> dict[str, dict[str, float]]:
+    """The operator with its input and output on S3 (moto), with and without starting the kernel while the input is
+    fetched: task time and the wait from ``execute()`` to the kernel's first answer, medians, alternating.
+
+    Each run is the first S3 task of a fresh worker process (after a local warm-up run that starts Airflow's
+    in-process API), as in Airflow where every task instance runs in a new process: the S3 client is set up
+    inside the task, which is the time a kernel started early can boot in."""
+    sys.path.insert(0, str(REPO))
+    from tests.helpers import s3_client, start_moto
+
+    server = start_moto(tmp)
+    try:
+        s3 = s3_client(server.endpoint)
+        s3.create_bucket(Bucket="bench")
+        s3.put_object(Bucket="bench", Key="in/small3.ipynb", Body=books["small3"].read_bytes())
+        conn = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                           "extra": {"endpoint_url": server.endpoint, "region_name": "us-east-1"}})
+        env = {"AIRFLOW_CONN_BENCH_S3": conn, "BENCH_CONN_ID": "bench_s3"}
+        envs = {"early": env, "late": {**env, "BENCH_NO_EARLY_KERNEL": "1"}}
+        res: dict[str, list[dict[str, Any]]] = {k: [] for k in envs}
+        for r in range(runs):
+            for k in (list(envs) if r % 2 == 0 else list(envs)[::-1]):
+                worker = Worker("operator", tmp, db, envs[k], tag=f"-{k}-{r}")
+                try:
+                    worker.run(books["small3"])  # warm-up on a local file: Airflow's in-process API, not S3
+                    res[k].append(worker.run_to_url("s3://bench/in/small3.ipynb", f"s3://bench/out/{k}-{r}.ipynb"))
+                finally:
+                    worker.stop()
+        return {k: {"median_s": round(statistics.median(x["seconds"] for x in v), 3),
+                    "kernel_ready_s": round(statistics.median(x["kernel_ready_s"] for x in v), 3)} for k, v in res.items()}
+    finally:
+        server.stop()
 
 
 def s3_puts(notebooks: dict[str, Path], tmp: Path, db: Path) -> dict[str, dict[str, int]]:
@@ -227,8 +282,11 @@ def summarize(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[dict[
                 "notebook": name, "variant": variant, "runs": len(runs), "median_s": round(med, 3),
                 "ratio_to_floor": round(med / floor, 3), "overhead_ms": round((med - floor) * 1000),
                 "writes": max(r["writes"] for r in runs) if variant in WRITES_OUTPUT else 0,
-                "peak_rss_mb": round(max(r["rss_kb"] for r in runs) / 1024, 1),
+                # The median of the runs' peaks: a worker keeps memory that an earlier, larger notebook made it take.
+                "peak_rss_mb": round(statistics.median(r["rss_kb"] for r in runs) / 1024, 1),
                 "outputs_ok": all(r.get("output_ok", True) for r in runs),
+                "kernel_ready_s": round(statistics.median(r["kernel_ready_s"] for r in runs), 3)
+                if "kernel_ready_s" in runs[0] else None,
             })
     return rows
 
@@ -240,6 +298,27 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"{r['overhead_ms']} | {r['writes'] if r['variant'] in WRITES_OUTPUT else '–'} | {r['peak_rss_mb']} |\n"
         for r in rows
     )
+
+
+def notes(report: dict[str, Any]) -> str:
+    """The figures outside the table, as Markdown lines."""
+    lines = []
+    ks = report.get("kernel_start_s")
+    if ks:
+        lines.append(f"- Kernel start-up alone (python3, fresh process, median of {len(ks['boot']['runs'])}): boot to first "
+                     f"answer {ks['boot']['median']:.3f} s; jupyter_client's `start_new_kernel` "
+                     f"{ks['jupyter_client']['median']:.3f} s.")
+    for r in report["rows"]:
+        if r.get("kernel_ready_s") is not None:
+            lines.append(f"- {r['notebook']}, operator: the kernel answers {r['kernel_ready_s']:.3f} s after `execute()` starts.")
+    s3 = report.get("s3_input")
+    if s3:
+        lines.append(f"- Operator with input and output on S3 (small3): kernel started while the input is fetched "
+                     f"{s3['early']['median_s']:.3f} s (kernel answers after {s3['early']['kernel_ready_s']:.3f} s); "
+                     f"started after {s3['late']['median_s']:.3f} s ({s3['late']['kernel_ready_s']:.3f} s).")
+    for name, counts in report.get("s3_puts", {}).items():
+        lines.append(f"- S3 PUTs of the output, {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,10 +373,12 @@ def main(argv: list[str] | None = None) -> int:
                                   "long_seconds": args.long_seconds, "python": sys.version.split()[0], "cpus": os.cpu_count()}
         if not args.smoke:
             ks = kernel_start(args.runs)
-            report["kernel_start_s"] = {"median": round(statistics.median(ks), 3), "runs": [round(x, 3) for x in ks]}
+            report["kernel_start_s"] = {k: {"median": round(statistics.median(v), 3), "runs": [round(x, 3) for x in v]}
+                                        for k, v in ks.items()}
+            report["s3_input"] = s3_input(books, tmp, db, args.runs)
             report["s3_puts"] = s3_puts(books, tmp, db)
         report["elapsed_s"] = round(time.monotonic() - t_start, 1)
-        text = table(rows)
+        text = table(rows) + "\n" + notes(report)
         print(text)
         print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=1))
         args.out.mkdir(parents=True, exist_ok=True)
@@ -310,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     finally:
+        for w in workers.values():  # end of input for all first, so that they exit side by side
+            w.close_input()
         for w in workers.values():
             w.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,9 +14,10 @@ from airflow_notebook_provider.engine.errors import (
 )
 from airflow_notebook_provider.engine.notebook import dumps, load, sha256
 from airflow_notebook_provider.engine.parameters import prepare as prepare_parameters
-from airflow_notebook_provider.engine.runner import ExecutionSettings, NotebookRun, RunResult
+from airflow_notebook_provider.engine.runner import EarlyKernel, ExecutionSettings, NotebookRun, RunResult
 
 __all__ = [
+    "EarlyKernel",
     "ExecutionSettings",
     "NotebookError",
     "NotebookExecutionError",

@@ -24,9 +24,11 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
+import nbformat
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async, run_hook
 from nbformat import NotebookNode
 
 from airflow_notebook_provider.engine import notebook as nbrec
@@ -80,6 +82,87 @@ class RunResult:
     stopped_early: bool = False
 
 
+def _client_options(s: ExecutionSettings) -> dict[str, Any]:
+    return {
+        "timeout": s.cell_timeout,
+        "startup_timeout": int(s.startup_timeout),
+        # After a cell's reply, nbclient waits this long for the rest of its output, then drops it (4 s by
+        # default): a burst of messages read on a busy worker lost its tail. Drain it; the kernel is alive.
+        "iopub_timeout": _IOPUB_DRAIN_SECONDS,
+        "resources": {"metadata": {"path": s.cwd}} if s.cwd else {},
+        # A scheduled run never asks a person for input: input() fails with StdinNotImplementedError.
+        "allow_errors": False,
+    }
+
+
+def _launch(kernel_name: str, s: ExecutionSettings) -> tuple[Any, ...]:
+    """What a kernel process is started with."""
+    return kernel_name, sorted(s.env.items()), s.cwd
+
+
+class EarlyKernel:
+    """A kernel process started before its notebook is at hand, so that it boots while the caller fetches the
+    notebook from storage, parses it and picks the output location (a kernel takes about half a second to
+    answer; an S3 read in a fresh task process, with its client set-up, takes as long or longer).
+
+    It is the kernel of ``settings.kernel_name``, else ``python3``, with the settings' environment and working
+    directory. ``NotebookRun.run(early=...)`` adopts it when the notebook runs on that kernel; otherwise, and
+    whenever the caller gives up before, ``discard`` kills it. Nothing fails here: a kernel that cannot be
+    started early is simply started later, where its failure is recorded in the notebook.
+    """
+
+    def __init__(self, settings: ExecutionSettings, log: logging.Logger | logging.LoggerAdapter | None = None) -> None:
+        self.kernel_name = settings.kernel_name or DEFAULT_KERNEL
+        self._launched_with = _launch(self.kernel_name, settings)
+        self.km: Any = None
+        self.pid: int | None = None
+        log = log or logging.getLogger(__name__)
+        client = NotebookClient(nbformat.v4.new_notebook(), kernel_name=self.kernel_name, **_client_options(settings))
+        try:
+            KernelSpecManager().get_kernel_spec(self.kernel_name)
+            client.km = client.create_kernel_manager()
+            asyncio.run(client.async_start_new_kernel(env={**os.environ, **settings.env}))
+        except Exception as exc:  # noqa: BLE001 - not fatal: the run starts its kernel itself
+            log.debug("Kernel %s not started early (%s); it starts when the notebook is ready", self.kernel_name, exc)
+            self._kill(client.km)
+            return
+        self.km, self.pid = client.km, _kernel_pid(client)
+
+    def take(self, kernel_name: str, settings: ExecutionSettings) -> Any:
+        """The kernel manager, for a run on the same kernel, environment and working directory; else None, and
+        the kernel is killed."""
+        if self.km is not None and _launch(kernel_name, settings) == self._launched_with:
+            km, self.km = self.km, None
+            return km
+        self.discard()
+        return None
+
+    def discard(self) -> None:
+        """Kill the kernel unless a run took it; safe to call more than once."""
+        km, self.km = self.km, None
+        if km is not None:
+            self._kill(km)
+
+    @staticmethod
+    def _kill(km: Any) -> None:
+        """SIGKILL the kernel's process group, reap it and remove its connection file (callable in or out of an
+        event loop: ``NotebookRun`` discards a kernel it cannot use from inside its own)."""
+        proc = getattr(getattr(km, "provisioner", None), "process", None)
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - not ours to reap after all: the SIGKILL is what matters
+                pass
+        try:
+            km.cleanup_connection_file()
+        except Exception:  # noqa: BLE001 - a leftover connection file is harmless
+            pass
+
+
 class _Client(NotebookClient):
     """nbclient's client with one addition: stream output goes to the log as it arrives."""
 
@@ -127,6 +210,8 @@ class NotebookRun:
         self._stream_buf: dict[str, str] = {}
         self._logged_chars = 0
         self._truncated = False
+        self._cell_position = (0, 0)
+        self._announced = True
         self._write_lock = threading.Lock()
         # Every serialization takes a number; a write older than the last one written is dropped, so a checkpoint
         # still in flight can never overwrite the final notebook.
@@ -134,6 +219,7 @@ class NotebookRun:
         self._written_seq = 0
         self._finished = False
         self._prepared = False
+        self._early: EarlyKernel | None = None
 
     # -- preparation: everything that can fail before the kernel starts --------------------------------------
 
@@ -176,15 +262,23 @@ class NotebookRun:
 
     # -- the run ----------------------------------------------------------------------------------------------
 
-    def run(self, on_started: Callable[[], None] | None = None) -> RunResult:
+    def run(self, on_started: Callable[[], None] | None = None, early: EarlyKernel | None = None) -> RunResult:
         """Run every cell; return the result, or raise ``NotebookExecutionError`` with the notebook saved.
 
         The first write, then ``on_started`` (where the operator publishes the output location), happen while the
         kernel process boots and before it can run anything, so they cost no time of their own; the last write
         likewise overlaps the kernel's shutdown. An exception from outside the notebook (a task timeout, a signal)
         is re-raised as it is, after the partial notebook is saved with a banner saying how the run was stopped.
+        ``early`` is a kernel started while the notebook was fetched (``EarlyKernel``); it is used if the notebook
+        runs on that kernel, else killed.
         """
-        self.prepare()
+        self._early = early
+        try:
+            self.prepare()
+        except BaseException:
+            if early is not None:
+                early.discard()
+            raise
         failure: dict[str, Any] | None = None
         stopped_early = False
         try:
@@ -209,56 +303,15 @@ class NotebookRun:
         self._kill_kernel()
 
     async def _main(self, on_started: Callable[[], None] | None = None) -> tuple[dict[str, Any] | None, bool]:
-        s = self.settings
-        client = _Client(
-            self.nb,
-            self,
-            kernel_name=self.kernel_name,
-            timeout=s.cell_timeout,
-            startup_timeout=int(s.startup_timeout),
-            # After a cell's reply, nbclient waits this long for the rest of its output, then drops it (4 s by
-            # default): a burst of messages read on a busy worker lost its tail. Drain it; the kernel is alive.
-            iopub_timeout=_IOPUB_DRAIN_SECONDS,
-            resources={"metadata": {"path": s.cwd}} if s.cwd else {},
-            # A scheduled run never asks a person for input: input() fails with StdinNotImplementedError.
-            allow_errors=False,
-        )
+        client = _Client(self.nb, self, kernel_name=self.kernel_name, **_client_options(self.settings))
         self._client = client
         client.km = client.create_kernel_manager()
         checkpointer: asyncio.Task[None] | None = None
         final: asyncio.Future[None] | None = None
         try:
-            started = time.monotonic()
-            spawn_error: Exception | None = None
-            try:
-                await client.async_start_new_kernel(env={**os.environ, **s.env})
-                self._kernel_pid = _kernel_pid(client)
-            except Exception as exc:  # noqa: BLE001 - recorded below, once the notebook has been written
-                spawn_error = exc
-            # While the kernel process boots: the first write (a crash from here on leaves a notebook), then the
-            # caller's announcement of the output location. Both happen before the kernel can run a cell.
-            if self.writes == 0:
-                self.write(fatal=True)
-            if on_started is not None:
-                on_started()
-            try:
-                if spawn_error is not None:
-                    raise spawn_error
-                if self._stop_reason:
-                    raise RuntimeError(self._stop_reason)
-                await client.async_start_new_kernel_client()
-                _bound_polls(client)
-                await self._kernel_info(client)
-            except Exception as exc:  # noqa: BLE001 - any start-up failure is recorded in the notebook
-                if self._stop_reason:
-                    return self._failure("stopped", "RunStopped", f"The run was stopped ({self._stop_reason})."), False
-                return self._failure(
-                    "startup", type(exc).__name__,
-                    f"kernel {self.kernel_name!r} did not start: {str(exc).rstrip('.')}. Check its kernel spec "
-                    f"(`jupyter kernelspec list`) where the task runs, or raise `startup_timeout` "
-                    f"({self.settings.startup_timeout:g} s) if it is only slow",
-                ), False
-            self.log.info("Kernel %s started in %.2f s", self.kernel_name, time.monotonic() - started)
+            failure = await self._start_kernel(client, on_started)
+            if failure is not None:
+                return failure, False
             checkpointer = asyncio.create_task(self._checkpoint_loop())
             failure, early = await self._execute_cells(client)
             if failure is not None:
@@ -280,22 +333,116 @@ class NotebookRun:
                 finally:
                     await shutdown
 
-    async def _kernel_info(self, client: _Client) -> None:
-        assert client.kc is not None
-        msg_id = client.kc.kernel_info()
-        reply = await client.async_wait_for_reply(msg_id)
-        if reply is not None and "language_info" in reply["content"]:
+    async def _start_kernel(self, client: _Client, on_started: Callable[[], None] | None) -> dict[str, Any] | None:
+        """Start the kernel and wait for its answer; return the failure to record if it never answers.
+
+        The first write, then ``on_started``, happen while the first kernel process boots. A kernel process that
+        exits before answering is started again on fresh ports, up to ``_START_ATTEMPTS`` times: jupyter_client
+        picks free TCP ports by binding and releasing them, so a process starting beside it (another task's
+        kernel on the same worker) can take one first, and the kernel dies with "Address already in use". A
+        kernel that cannot be spawned at all, or is alive but silent past ``startup_timeout``, is not retried.
+        """
+        s = self.settings
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            started = time.monotonic()
+            spawn_error: Exception | None = None
+            early, self._early = self._early, None
+            km = early.take(self.kernel_name or "", s) if early is not None else None
+            if early is not None and km is None:
+                self.log.info("The notebook runs on kernel %s; the %s kernel started early is stopped",
+                              self.kernel_name, early.kernel_name)
+            if km is not None:
+                client.km, self._kernel_pid = km, early.pid
+                self.log.info("Kernel %s was started early, while the notebook was fetched", self.kernel_name)
+            else:
+                try:
+                    await client.async_start_new_kernel(env={**os.environ, **s.env})
+                    self._kernel_pid = _kernel_pid(client)
+                except Exception as exc:  # noqa: BLE001 - recorded below, once the notebook has been written
+                    spawn_error = exc
+            if attempt == 1:
+                self.write(fatal=True)
+                if on_started is not None:
+                    on_started()
+            try:
+                if spawn_error is not None:
+                    raise spawn_error
+                if self._stop_reason:
+                    raise RuntimeError(self._stop_reason)
+                await self._connect(client)
+            except Exception as exc:  # noqa: BLE001 - any start-up failure is recorded in the notebook
+                if self._stop_reason:
+                    return self._failure("stopped", "RunStopped", f"The run was stopped ({self._stop_reason}).")
+                if spawn_error is None and attempt < _START_ATTEMPTS and not await _alive(client):
+                    self.log.warning(
+                        "Kernel %s exited while starting (%s; %s); starting it again on fresh ports (attempt %d of %d)",
+                        self.kernel_name, str(exc).rstrip("."), _kernel_exit(client), attempt + 1, _START_ATTEMPTS,
+                    )
+                    await self._shutdown(client)
+                    client.km = client.create_kernel_manager()
+                    continue
+                tries = f" ({attempt} attempts)" if attempt > 1 else ""
+                return self._failure(
+                    "startup", type(exc).__name__,
+                    f"kernel {self.kernel_name!r} did not start{tries}: {str(exc).rstrip('.')}. Check its kernel "
+                    f"spec (`jupyter kernelspec list`) where the task runs, or raise `startup_timeout` "
+                    f"({self.settings.startup_timeout:g} s) if it is only slow",
+                )
+            self.log.info("Kernel %s started in %.2f s", self.kernel_name, time.monotonic() - started)
+            return None
+        raise AssertionError("unreachable: the last attempt returns")
+
+    async def _connect(self, client: _Client) -> None:
+        """Connect to the kernel and wait until it answers on the shell and IOPub channels.
+
+        This is nbclient's ``async_start_new_kernel_client`` with two differences. It does not clean up on failure,
+        which would hide whether the kernel died (retry) or stayed silent (fail); ``_shutdown`` cleans up either
+        way. And it does not use jupyter_client's ``wait_for_ready``, which ends by waiting for 0.2 s of silence
+        on IOPub: a fixed fifth of a second per task. A status message for our own request on IOPub proves the
+        subscription is live (ZMQ drops what is published before a subscriber has joined), and nbclient skips
+        any earlier message, as it belongs to another request.
+        """
+        assert client.km is not None
+        kc = client.kc = client.km.client()
+        await ensure_async(kc.start_channels())
+        _bound_polls(client)
+        deadline = time.monotonic() + float(client.startup_timeout)
+        replies = 0
+        while True:
+            msg_id = kc.kernel_info()
+            reply = await _reply_to(kc.shell_channel, msg_id, 1.0)
+            replies += reply is not None
+            if replies > _STATUSLESS_REPLIES:  # a kernel that answers but publishes no status: take its word
+                break
+            # The kernel's status for this request is on IOPub before its reply is sent, unless the subscription
+            # was not live yet (the first request is queued while the kernel boots): then ask again at once.
+            if reply is not None and await _reply_to(kc.iopub_channel, msg_id, 0.1) is not None:
+                break
+            if not await _alive(client):
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {client.startup_timeout:g} seconds")
+        assert reply is not None
+        kc._handle_kernel_info_reply(reply)  # protocol version adaptation, as wait_for_ready does
+        if "language_info" in reply["content"]:
             self.nb.metadata["language_info"] = reply["content"]["language_info"]
+        kc.allow_stdin = False
+        await run_hook(client.on_notebook_start, notebook=client.nb)
 
     async def _execute_cells(self, client: _Client) -> tuple[dict[str, Any] | None, bool]:
         cells = self.nb.cells
         total = len(cells)
+        loop = asyncio.get_running_loop()
+        began, ran = time.monotonic(), 0
         for index, cell in enumerate(cells):
             runnable = cell.cell_type == "code" and cell.source.strip()
             nbrec.cell_started(cell)
             self._current = index
+            announce: asyncio.TimerHandle | None = None
             if runnable:
-                self.log.info("cell %d/%d started", index + 1, total)
+                ran += 1
+                self._cell_position, self._announced = (index + 1, total), False
+                announce = loop.call_later(_QUIET_CELL_SECONDS, self._announce_cell)
                 self._logged_chars, self._truncated = 0, False
             t0 = time.monotonic()
             failure: dict[str, Any] | None = None
@@ -332,9 +479,11 @@ class NotebookRun:
                         index, add_output=True,
                     )
             finally:
+                if announce is not None:
+                    announce.cancel()
                 self._flush_streams()
                 nbrec.cell_finished(cell, failed=failure is not None)
-            if runnable:
+            if runnable and (self._announced or failure is not None):
                 self.log.info("cell %d/%d %s in %.2f s", index + 1, total, "failed" if failure else "finished",
                               time.monotonic() - t0)
             if failure is not None:
@@ -343,7 +492,14 @@ class NotebookRun:
                 self.log.info("cell %d/%d ended the notebook early with SystemExit (not a failure)", index + 1, total)
                 return None, True
         self._current = None
+        self.log.info("%d code cells ran in %.2f s", ran, time.monotonic() - began)
         return None, False
+
+    def _announce_cell(self) -> None:
+        """Log that the current cell started, once: when it has run ``_QUIET_CELL_SECONDS`` or prints something."""
+        if not self._announced:
+            self._announced = True
+            self.log.info("cell %d/%d started", *self._cell_position)  # the CLI's live line reads these arguments
 
     async def _checkpoint_loop(self) -> None:
         interval = max(float(self.settings.checkpoint_interval), 0.1)
@@ -478,6 +634,7 @@ class NotebookRun:
             )
             return
         self._logged_chars += len(line) + 1
+        self._announce_cell()
         self.log.info("[%s] %s", name, line)
 
     # -- kernel process ---------------------------------------------------------------------------------------
@@ -493,6 +650,14 @@ class NotebookRun:
             pass
 
 
+# kernel_info replies after which a kernel that publishes no status on IOPub (against the protocol) is taken as ready.
+_STATUSLESS_REPLIES = 20
+# Kernel starts tried when the kernel process exits before answering (see ``NotebookRun._start_kernel``).
+_START_ATTEMPTS = 3
+# A cell's progress lines ("cell 3/12 started", "... finished in") reach the log once it has run this long or
+# printed something. A line through Airflow's task log costs about a millisecond: a notebook of 200 quick cells paid
+# 400 of them (a quarter of a second) for lines that say nothing the output notebook does not.
+_QUIET_CELL_SECONDS = 1.0
 # Longest wait, after a cell's reply, for the output the kernel sent before it (nbclient's ``iopub_timeout``).
 _IOPUB_DRAIN_SECONDS = 120
 # Longest time a message can sit unseen on a kernel channel (see ``_bound_polls``).
@@ -526,6 +691,23 @@ def _sliced_get_msg(get_msg: Callable[..., Any]) -> Callable[..., Any]:
                     raise
 
     return get_msg_in_slices
+
+
+async def _reply_to(channel: Any, msg_id: str, timeout: float) -> dict[str, Any] | None:
+    """The message on ``channel`` answering ``msg_id``, or None after ``timeout`` seconds; others are skipped."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = await channel.get_msg(timeout=left)
+        except Empty:
+            return None
+        if msg.get("parent_header", {}).get("msg_id") == msg_id:
+            return msg
+    return None
+
+
+async def _alive(client: NotebookClient) -> bool:
+    return client.km is not None and bool(await ensure_async(client.km.is_alive()))
 
 
 async def _interrupted_not_dead(client: NotebookClient) -> bool:

@@ -15,6 +15,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf, mask_secret,
 
 from airflow_notebook_provider import __version__
 from airflow_notebook_provider.engine import (
+    EarlyKernel,
     ExecutionSettings,
     NotebookExecutionError,
     NotebookInputError,
@@ -136,16 +137,19 @@ class NotebookOperator(BaseOperator):
             raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
 
         tmp_cwd: str | None = None
+        early: EarlyKernel | None = None
         try:
-            self.hook.check_connection()
-            data = self.hook.read(self.notebook)
-            nb = load(data, self.notebook)
-            output = self._output_location(context)
             if settings.cwd is None:
                 if storage.is_url(self.notebook):
                     settings.cwd = tmp_cwd = tempfile.mkdtemp(prefix="notebook-task-")
                 else:
                     settings.cwd = str(storage.local_path(self.notebook).parent)
+            # The kernel boots while the notebook is fetched and the output location is chosen.
+            early = EarlyKernel(settings, self.log)
+            self.hook.check_connection()
+            data = self.hook.read(self.notebook)
+            nb = load(data, self.notebook)
+            output = self._output_location(context)
             airflow_metadata = self._airflow_metadata(context, sha256(data))
             if settings.secret_env:
                 airflow_metadata["secret_parameters"] = dict(settings.secret_env)
@@ -170,7 +174,7 @@ class NotebookOperator(BaseOperator):
                 self.log.info("Output notebook: %s", output)
 
             self._run = run
-            result = run.run(on_started=publish)
+            result = run.run(on_started=publish, early=early)
         except NotebookExecutionError as exc:
             url = self._url(context)
             raise NotebookTaskFailed(f"{exc}. View it: {url}", output=exc.output, url=url) from None
@@ -182,6 +186,8 @@ class NotebookOperator(BaseOperator):
             raise NotebookTaskError(f"Task {self.task_id}: {exc}") from None
         finally:
             self._run = None
+            if early is not None:
+                early.discard()  # unless the run took it
             if tmp_cwd:
                 shutil.rmtree(tmp_cwd, ignore_errors=True)
         if result.stopped_early:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from airflow_notebook_provider.engine import ExecutionSettings, NotebookRun, load, prepare_parameters
+from airflow_notebook_provider.engine import EarlyKernel, ExecutionSettings, NotebookRun, load, prepare_parameters
 from airflow_notebook_provider.engine.errors import NotebookExecutionError, NotebookInputError
 from airflow_notebook_provider.engine.notebook import ERROR_MARKER_TAG
 from airflow_notebook_provider.engine.storage import write_atomic
@@ -219,3 +221,65 @@ def test_kernel_that_cannot_start_is_recorded(make_notebook, tmp_path: Path, mon
     assert data["metadata"]["papermill"]["exception"] is True
     assert ERROR_MARKER_TAG in data["cells"][0]["metadata"]["tags"]
     assert "did not start" in "".join(data["cells"][0]["source"])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_kernel_started_early_runs_the_notebook(make_notebook, tmp_path: Path) -> None:
+    path = make_notebook("import os\nprint(os.getpid(), os.getcwd())")
+    settings = ExecutionSettings(cwd=str(tmp_path))
+    early = EarlyKernel(settings)
+    assert early.pid is not None and _pid_alive(early.pid)
+    out = tmp_path / "out.ipynb"
+    log = logging.getLogger("test.early")
+    log.setLevel(logging.INFO)
+    rec = Recorder()
+    log.addHandler(rec)
+    run = NotebookRun(load(path.read_bytes(), str(path)), input_path=str(path), output_path=str(out),
+                      save=lambda b: write_atomic(out, b), settings=settings, log=log)
+    run.run(early=early)
+    log.removeHandler(rec)
+    assert stream_text(read_nb(out)["cells"][0]) == f"{early.pid} {tmp_path}\n"
+    assert any("was started early" in m for _, m in rec.records)
+    early.discard()  # a no-op once the run took it
+    assert not _pid_alive(early.pid) and not kernel_processes()
+
+
+def test_kernel_started_early_for_another_kernel_is_stopped(make_notebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kdir = tmp_path / "share" / "jupyter" / "kernels" / "other"
+    kdir.mkdir(parents=True)
+    (kdir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "Other",
+        "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
+    path = make_notebook("import os\nprint(os.getpid())", kernelspec={"name": "other", "display_name": "Other",
+                                                                      "language": "python"})
+    early = EarlyKernel(ExecutionSettings())  # no kernel_name: python3 is the likely one
+    assert early.kernel_name == "python3" and early.pid is not None
+    out = tmp_path / "out.ipynb"
+    run = NotebookRun(load(path.read_bytes(), str(path)), input_path=str(path), output_path=str(out),
+                      save=lambda b: write_atomic(out, b))
+    run.run(early=early)
+    assert run.kernel_name == "other"
+    assert stream_text(read_nb(out)["cells"][0]).strip() != str(early.pid)
+    assert not _pid_alive(early.pid) and not kernel_processes()
+
+
+def test_kernel_started_early_is_killed_when_the_run_never_starts(make_notebook, tmp_path: Path) -> None:
+    early = EarlyKernel(ExecutionSettings())
+    assert early.pid is not None
+    bad = make_notebook("1", kernelspec={"name": "no-such-kernel", "display_name": "x", "language": "python"})
+    run = NotebookRun(load(bad.read_bytes(), str(bad)), input_path=str(bad), output_path=str(tmp_path / "o.ipynb"),
+                      save=lambda b: None)
+    with pytest.raises(NotebookInputError):
+        run.run(early=early)
+    assert not _pid_alive(early.pid) and not kernel_processes()
+    lone = EarlyKernel(ExecutionSettings())
+    lone.discard()  # the caller gave up before any run (a bad input, a task stopped while fetching)
+    assert lone.pid is not None and not _pid_alive(lone.pid)

@@ -25,7 +25,7 @@ def notebook_json(marker: Path, **metadata: object) -> dict:
     return json.loads(nbformat.writes(nb))
 
 
-def test_bad_input_fails_clearly_before_any_cell_runs(airflow_db, tmp_path: Path, output_base: Path, capfd, caplog) -> None:
+def test_bad_input_fails_clearly_before_any_cell_runs(airflow_db, tmp_path: Path, output_base: Path, own_kernels, capfd, caplog) -> None:
     marker = tmp_path / "a-cell-ran"
     py3 = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     files: dict[str, bytes | None] = {
@@ -75,6 +75,7 @@ def test_bad_input_fails_clearly_before_any_cell_runs(airflow_db, tmp_path: Path
     assert not marker.exists(), "a cell ran"
     assert not (output_base / "rel_bad_input").exists(), "something was written"
     assert paths["good"].read_bytes() == good_before
+    assert not own_kernels(), "the kernel started while the input was read outlived its task"
 
 
 def test_old_and_unlabelled_notebooks_run_with_a_warning(airflow_db, tmp_path: Path, capfd, caplog) -> None:

@@ -116,3 +116,53 @@ def test_execution_timeout_in_process(airflow_db, make_notebook, own_kernels) ->
     assert "The run was stopped" in "".join(out["cells"][0]["source"])
     assert "AirflowTaskTimeout" in errors_of(failed_cell(out))
     assert not own_kernels()
+
+
+# A kernel launcher that, the first time, finds its shell port taken by another process (as when two tasks' kernels
+# start side by side and jupyter_client hands both the same free port): ipykernel cannot bind it and exits.
+PORT_TAKEN_LAUNCHER = """\
+import json, os, socket, subprocess, sys
+conn, launches = sys.argv[1], sys.argv[2]
+with open(launches, "a") as f:
+    f.write("launch\\n")
+argv = [sys.executable, "-m", "ipykernel_launcher", "-f", conn]
+if open(launches).read().count("launch") == 1:
+    info = json.load(open(conn))
+    taken = socket.socket()
+    taken.bind((info["ip"], info["shell_port"]))
+    taken.listen()
+    sys.exit(subprocess.call(argv))
+os.execv(sys.executable, argv)
+"""
+
+
+def test_kernel_that_dies_while_starting_is_started_again(airflow_db, make_notebook, own_kernels, tmp_path: Path, monkeypatch, capfd) -> None:
+    root = tmp_path / "jupyter"
+    launcher, launches = tmp_path / "launcher.py", tmp_path / "launches.txt"
+    launcher.write_text(PORT_TAKEN_LAUNCHER)
+    write_kernelspec(root, "port_taken", [sys.executable, str(launcher), "{connection_file}", str(launches)])
+    write_kernelspec(root, "always_dies", [sys.executable, "-c", "import sys; sys.exit(7)", "{connection_file}"])
+    monkeypatch.setenv("JUPYTER_PATH", str(root))
+    nb = make_notebook("print('ran', 6 * 7)")
+    with DAG(dag_id="rel_kernel_restart", schedule=None, start_date=START) as dag:
+        NotebookOperator(task_id="port_taken", notebook=str(nb), kernel_name="port_taken")
+        NotebookOperator(task_id="always_dies", notebook=str(nb), kernel_name="always_dies")
+    res = run_dag(dag)
+    text = "".join(capfd.readouterr())
+
+    # The port clash is survived: a second kernel on fresh ports runs the notebook, and the log says why.
+    assert res["port_taken"].state == "success", text[-3000:]
+    assert launches.read_text().count("launch") == 2
+    out = read_nb(res["port_taken"].xcom["output_notebook"])
+    assert "ran 42" in json.dumps(out["cells"]), out["cells"]
+    assert "Address already in use" in text
+    assert "Kernel port_taken exited while starting" in text and "attempt 2 of 3" in text
+
+    # A kernel that can never start is tried three times, then recorded as a start-up failure.
+    task = res["always_dies"]
+    assert task.state == "failed"
+    banner = html.unescape("".join(read_nb(task.xcom["output_notebook"])["cells"][0]["source"]))
+    assert "kernel 'always_dies' did not start (3 attempts)" in banner, banner
+    assert "Kernel died before replying to kernel_info" in banner
+    assert "exited with code 7" in text and "attempt 3 of 3" in text
+    assert not own_kernels()
