@@ -131,7 +131,48 @@ def pm_operator(notebook: Path, output: Path) -> dict[str, Any]:
                                                parameters=PARAMETERS, kernel_name="python3"), "bench_pm_operator")
 
 
-VARIANTS = {"floor": floor, "engine": engine, "papermill": papermill_variant, "operator": operator,
+async def _kernel_answers(wait_for_ready: bool) -> float:
+    from jupyter_client.manager import AsyncKernelManager
+
+    km = AsyncKernelManager(kernel_name="python3")
+    t0 = time.perf_counter()
+    await km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        if wait_for_ready:
+            await kc.wait_for_ready(timeout=60)
+        else:
+            from airflow_notebook_provider.engine.runner import _reply_to
+
+            while True:  # as the engine does: a reply to kernel_info, and the kernel's status for it on IOPub
+                msg_id = kc.kernel_info()
+                if await _reply_to(kc.shell_channel, msg_id, 60) is None:
+                    raise RuntimeError("the kernel did not answer in 60 s")
+                if await _reply_to(kc.iopub_channel, msg_id, 0.1) is not None:
+                    break
+        return time.perf_counter() - t0
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+
+
+def kernel_boot(notebook: Path, output: Path) -> dict[str, Any]:
+    """Kernel start-up alone: spawn the python3 kernel until it answers (shell reply and IOPub live)."""
+    import asyncio
+
+    return {"seconds": asyncio.run(_kernel_answers(wait_for_ready=False))}
+
+
+def kernel_wait_for_ready(notebook: Path, output: Path) -> dict[str, Any]:
+    """What nbclient (hence the floor and papermill) waits for: jupyter_client's ``wait_for_ready``, which ends with
+    0.2 s of quiet on IOPub."""
+    import asyncio
+
+    return {"seconds": asyncio.run(_kernel_answers(wait_for_ready=True))}
+
+
+VARIANTS = {"kernel_boot": kernel_boot, "kernel_wait_for_ready": kernel_wait_for_ready, "floor": floor, "engine": engine, "papermill": papermill_variant, "operator": operator,
             "pm_operator": pm_operator}
 
 

@@ -1,4 +1,4 @@
-"""The benchmark runs end to end (one quick run of every variant) and every variant's output is correct.
+"""The benchmark runs end to end (one quick run of every variant and stage) and every variant's output is correct.
 
 Correctness only: timing figures live in bench/README.md, never in assertions.
 """
@@ -25,3 +25,10 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     # Our writes do not grow with the cell count; papermill's do (2N+3 for N cells).
     assert rows[("small3", "engine")]["writes"] == 2 and rows[("small3", "operator")]["writes"] == 2
     assert rows[("small3", "papermill")]["writes"] == 2 * 5 + 3
+    # The same on S3, counted as PUT requests on moto's server.
+    assert report["s3_puts"]["small3"] == {"engine": 2, "papermill": 2 * 5 + 3}
+    # The other stages ran and measured something: kernel start-up alone, the operator on S3 with and without the
+    # kernel started while the input is fetched (its kernel answered after execute() began, in both).
+    assert all(k["median"] > 0 for k in report["kernel_start_s"].values())
+    assert set(report["s3_input"]) == {"early", "late"}
+    assert all(0 < v["kernel_ready_s"] < v["median_s"] for v in report["s3_input"].values())

@@ -274,11 +274,13 @@ class NotebookRun:
         """
         self._early = early
         try:
-            self.prepare()
-        except BaseException:
+            return self._run(on_started)
+        finally:
             if early is not None:
-                early.discard()
-            raise
+                early.discard()  # a no-op once the run took it
+
+    def _run(self, on_started: Callable[[], None] | None) -> RunResult:
+        self.prepare()
         failure: dict[str, Any] | None = None
         stopped_early = False
         try:
@@ -347,10 +349,12 @@ class NotebookRun:
             started = time.monotonic()
             spawn_error: Exception | None = None
             early, self._early = self._early, None
-            km = early.take(self.kernel_name or "", s) if early is not None else None
-            if early is not None and km is None:
-                self.log.info("The notebook runs on kernel %s; the %s kernel started early is stopped",
-                              self.kernel_name, early.kernel_name)
+            km = None
+            if early is not None and early.km is not None:
+                km = early.take(self.kernel_name or "", s)
+                if km is None:
+                    self.log.info("The notebook runs on kernel %s; the %s kernel started early is stopped",
+                                  self.kernel_name, early.kernel_name)
             if km is not None:
                 client.km, self._kernel_pid = km, early.pid
                 self.log.info("Kernel %s was started early, while the notebook was fetched", self.kernel_name)
