@@ -1,7 +1,7 @@
 """Benchmark: this project's engine and operator against plain nbclient (the floor), papermill and Airflow's
 PapermillOperator, on the same notebooks, in one run, alternating the order of the variants to cancel drift.
 
-    python -m bench.run                  # the full benchmark (about 14 minutes on 2 cores), writes bench/results/
+    python -m bench.run                  # the full benchmark (under 14 minutes on 2 cores), writes bench/results/
     python -m bench.run --smoke          # one quick run of every variant: correctness only (CI)
 
 Each variant runs in a long-lived worker process of its own (``bench/one.py``), as tasks run in a worker; the
