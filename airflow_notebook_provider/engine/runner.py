@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import inspect
 import itertools
 import logging
 import os
@@ -149,10 +148,7 @@ class EarlyKernel:
         event loop: ``NotebookRun`` discards a kernel it cannot use from inside its own)."""
         proc = getattr(getattr(km, "provisioner", None), "process", None)
         if proc is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _kill_group(proc.pid)
             try:
                 proc.wait(timeout=5)
             except Exception:  # noqa: BLE001 - not ours to reap after all: the SIGKILL is what matters
@@ -645,13 +641,8 @@ class NotebookRun:
 
     def _kill_kernel(self) -> None:
         """SIGKILL the kernel's process group (the kernel is a session leader); safe from a signal handler."""
-        pid = self._kernel_pid
-        if pid is None:
-            return
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self._kernel_pid is not None:
+            _kill_group(self._kernel_pid)
 
 
 # kernel_info replies after which a kernel that publishes no status on IOPub (against the protocol) is taken as ready.
@@ -710,6 +701,14 @@ async def _reply_to(channel: Any, msg_id: str, timeout: float) -> dict[str, Any]
     return None
 
 
+def _kill_group(pid: int) -> None:
+    """SIGKILL a kernel's process group (a kernel is a session leader); safe from a signal handler."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 async def _alive(client: NotebookClient) -> bool:
     return client.km is not None and bool(await ensure_async(client.km.is_alive()))
 
@@ -720,8 +719,7 @@ async def _interrupted_not_dead(client: NotebookClient) -> bool:
     if task is not None and getattr(task, "cancelling", lambda: 0)():
         return True
     try:
-        alive = client.km.is_alive() if client.km is not None else False
-        return bool(await alive if inspect.isawaitable(alive) else alive)
+        return await _alive(client)
     except Exception:  # noqa: BLE001 - cannot tell: treat it as the dead kernel nbclient reported
         return False
 
