@@ -15,6 +15,7 @@ run. Kernel processes are not counted.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -41,16 +42,14 @@ def floor(notebook: Path, output: Path) -> dict[str, Any]:
 
 
 def engine(notebook: Path, output: Path) -> dict[str, Any]:
-    from airflow_notebook_provider.engine import NotebookRun, load, prepare_parameters
+    from airflow_notebook_provider.engine import execute_notebook
     from airflow_notebook_provider.engine.storage import read_bytes, write_bytes
 
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
-    data = read_bytes(str(notebook))
-    run = NotebookRun(load(data, str(notebook)), input_path=str(notebook), output_path=str(output),
-                      save=lambda b: write_bytes(str(output), b), parameters=prepare_parameters(PARAMETERS),
-                      log=logging.getLogger("bench"))
-    result = run.run()
+    result = execute_notebook(read_bytes(str(notebook)), input_path=str(notebook), output_path=str(output),
+                              save=lambda b: write_bytes(str(output), b), parameters=PARAMETERS,
+                              log=logging.getLogger("bench"))
     return {"seconds": time.perf_counter() - t0, "writes_reported": result.writes}
 
 
@@ -85,43 +84,34 @@ def _dag_test(make_task: Any, dag_id: str) -> dict[str, Any]:
     return {"seconds": (ti.end_date - ti.start_date).total_seconds()}
 
 
-_MARKS: dict[str, float] = {}
-_TIMING_INSTALLED: list[bool] = []
+@functools.cache
+def _timed_operator_class() -> Any:
+    """``NotebookOperator`` noting when ``execute()`` starts and when the kernel first answers (its ``run_hooks``),
+    to tell how long a task waits for its kernel. ``BENCH_NO_EARLY_KERNEL=1`` turns off the start of the kernel
+    while the input is fetched."""
+    from airflow_notebook_provider.engine import RunHooks
+    from airflow_notebook_provider.operators.notebook import NotebookOperator
 
+    class TimedNotebookOperator(NotebookOperator):
+        start_kernel_early = not os.environ.get("BENCH_NO_EARLY_KERNEL")
+        marks: dict[str, float] = {}
 
-def _mark_kernel_ready() -> None:
-    """Note when ``execute()`` starts and when the kernel first answers, to tell how long a task waits for its
-    kernel (``BENCH_NO_EARLY_KERNEL=1`` turns off the start of the kernel while the input is fetched)."""
-    from airflow_notebook_provider.engine.runner import NotebookRun
-    from airflow_notebook_provider.operators import notebook as op
+        def execute(self, context: Any) -> Any:
+            self.marks["execute"] = time.perf_counter()
+            return super().execute(context)
 
-    if _TIMING_INSTALLED:
-        return
-    execute, connect = op.NotebookOperator.execute, NotebookRun._connect
+        def run_hooks(self, context: Any) -> RunHooks:
+            return RunHooks(on_kernel_ready=lambda _ready: self.marks.__setitem__("ready", time.perf_counter()))
 
-    def timed_execute(self: Any, context: Any) -> Any:
-        _MARKS["execute"] = time.perf_counter()
-        return execute(self, context)
-
-    async def timed_connect(self: Any, client: Any) -> None:
-        await connect(self, client)
-        _MARKS["ready"] = time.perf_counter()
-
-    op.NotebookOperator.execute = timed_execute  # type: ignore[method-assign]
-    NotebookRun._connect = timed_connect  # type: ignore[method-assign]
-    if os.environ.get("BENCH_NO_EARLY_KERNEL"):
-        op.EarlyKernel = lambda settings, log=None: None  # type: ignore[assignment,misc]
-    _TIMING_INSTALLED.append(True)
+    return TimedNotebookOperator
 
 
 def operator(notebook: Path | str, output: Path | str) -> dict[str, Any]:
-    from airflow_notebook_provider.operators.notebook import NotebookOperator
-
-    _mark_kernel_ready()
-    out = _dag_test(lambda: NotebookOperator(task_id="nb", notebook=str(notebook), output_notebook=str(output),
-                                             conn_id=os.environ.get("BENCH_CONN_ID"), parameters=PARAMETERS,
-                                             log_output=False), "bench_operator")
-    out["kernel_ready_s"] = _MARKS["ready"] - _MARKS["execute"]
+    timed = _timed_operator_class()
+    out = _dag_test(lambda: timed(task_id="nb", notebook=str(notebook), output_notebook=str(output),
+                                  conn_id=os.environ.get("BENCH_CONN_ID"), parameters=PARAMETERS, log_output=False),
+                    "bench_operator")
+    out["kernel_ready_s"] = timed.marks["ready"] - timed.marks["execute"]
     return out
 
 
@@ -133,29 +123,21 @@ def pm_operator(notebook: Path, output: Path) -> dict[str, Any]:
 
 
 async def _kernel_answers(wait_for_ready: bool) -> float:
-    from jupyter_client.manager import AsyncKernelManager
+    from airflow_notebook_provider.engine import LocalKernel
 
-    km = AsyncKernelManager(kernel_name="python3")
+    kernel = LocalKernel("python3", env={}, cwd=None)
     t0 = time.perf_counter()
-    await km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
+    await kernel.spawn()
     try:
         if wait_for_ready:
+            kc = kernel.kc = kernel.km.client()
+            kc.start_channels()
             await kc.wait_for_ready(timeout=60)
         else:
-            from airflow_notebook_provider.engine.runner import _reply_to
-
-            while True:  # as the engine does: a reply to kernel_info, and the kernel's status for it on IOPub
-                msg_id = kc.kernel_info()
-                if await _reply_to(kc.shell_channel, msg_id, 60) is None:
-                    raise RuntimeError("the kernel did not answer in 60 s")
-                if await _reply_to(kc.iopub_channel, msg_id, 0.1) is not None:
-                    break
+            await kernel.connect(timeout=60)  # as the engine waits: kernel_info answered and IOPub live
         return time.perf_counter() - t0
     finally:
-        kc.stop_channels()
-        await km.shutdown_kernel(now=True)
+        await kernel.shutdown(now=True)
 
 
 def kernel_boot(notebook: Path, output: Path) -> dict[str, Any]:

@@ -32,6 +32,6 @@ def test_extra_link_plugin_and_config_are_registered(airflow_db) -> None:
 
 def test_output_base_config_is_honoured(airflow_db, tmp_path: Path) -> None:
     env = {**os.environ, "AIRFLOW_HOME": str(airflow_db), "AIRFLOW__NOTEBOOK__OUTPUT_BASE": str(tmp_path / "elsewhere")}
-    code = "from airflow_notebook_provider.hooks.notebook import NotebookHook; print(NotebookHook.default_output_base())"
+    code = "from airflow_notebook_provider.outputs import output_base; print(output_base())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == str(tmp_path / "elsewhere")

@@ -1,4 +1,4 @@
-"""Errors of the notebook engine.
+"""Errors of the notebook engine, and ``Failure``: how a run that started ended badly, as one typed value.
 
 A small hierarchy, like nbclient's: callers catch ``NotebookError`` for anything the engine refuses or
 fails on, ``NotebookInputError`` for bad input found before any cell runs, and ``NotebookExecutionError``
@@ -6,6 +6,48 @@ for a run that started and failed (the output notebook then holds the evidence).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+FailureKind = Literal["error", "timeout", "dead_kernel", "startup", "stopped"]
+"""``error``: a cell raised; ``timeout``: ``cell_timeout`` exceeded; ``dead_kernel``: the kernel died;
+``startup``: the kernel did not start; ``stopped``: the run was stopped from outside (``on_kill``, a task timeout)."""
+FAILURE_KINDS: frozenset[str] = frozenset(get_args(FailureKind))
+
+_VERBS: dict[str, str] = {
+    "error": "raised",
+    "timeout": "timed out",
+    "dead_kernel": "lost its kernel",
+    "startup": "could not start its kernel",
+    "stopped": "was stopped",
+}
+_HINTS = {
+    "StdinNotImplementedError": "a scheduled run has no one to answer input(); pass the value as a parameter",
+    "ModuleNotFoundError": "install the package where the kernel runs, or pick another kernel with kernel_name",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a run ended badly and where: the failing cell (None before the first cell), the error's name and value."""
+
+    kind: FailureKind
+    ename: str
+    evalue: str
+    cell_index: int | None = None
+    code_cell_number: int | None = None
+    execution_count: int | None = None
+    traceback: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAILURE_KINDS:
+            raise ValueError(f"Failure kind {self.kind!r} is not one of {sorted(FAILURE_KINDS)}")
+
+    @property
+    def reported_by_kernel(self) -> bool:
+        """True when the kernel itself put the error on the cell (a raised exception, not a timeout or a stop)."""
+        return self.kind == "error"
 
 
 class NotebookError(Exception):
@@ -16,8 +58,16 @@ class NotebookInputError(NotebookError, ValueError):
     """Bad input, found before any cell runs: nothing was executed and nothing was overwritten."""
 
 
-class ParameterError(NotebookInputError):
+class NotebookConfigError(NotebookInputError):
+    """A setting is wrong in a way that running again cannot fix (a task should fail without retries)."""
+
+
+class ParameterError(NotebookConfigError):
     """A parameter has an invalid name or a value that cannot be written as a literal."""
+
+
+class OutputIsInputError(NotebookConfigError):
+    """The output location is the input notebook, which the run would overwrite; callers add their own fix."""
 
 
 class NotebookStorageError(NotebookError, OSError):
@@ -25,64 +75,41 @@ class NotebookStorageError(NotebookError, OSError):
 
 
 class NotebookExecutionError(NotebookError):
-    """A run started and stopped on a failure; the output notebook records it.
+    """A run started and stopped on a ``Failure``; the output notebook records it."""
 
-    ``kind`` is one of ``"error"`` (a cell raised), ``"timeout"`` (``cell_timeout`` exceeded),
-    ``"dead_kernel"`` (the kernel died), ``"startup"`` (the kernel did not start) and ``"stopped"``
-    (the run was stopped from outside, e.g. ``on_kill`` or a timeout of the task).
-    """
-
-    def __init__(
-        self,
-        *,
-        kind: str,
-        notebook: str,
-        output: str | None,
-        cell_index: int | None,
-        code_cell_number: int | None,
-        execution_count: int | None,
-        ename: str,
-        evalue: str,
-        traceback: list[str] | None = None,
-    ) -> None:
-        self.kind = kind
+    def __init__(self, failure: Failure, *, notebook: str, output: str | None) -> None:
+        self.failure = failure
         self.notebook = notebook
         self.output = output
-        self.cell_index = cell_index
-        self.code_cell_number = code_cell_number
-        self.execution_count = execution_count
-        self.ename = ename
-        self.evalue = evalue
-        self.traceback = traceback or []
         super().__init__(self.describe())
+
+    @property
+    def kind(self) -> FailureKind:
+        return self.failure.kind
+
+    @property
+    def ename(self) -> str:
+        return self.failure.ename
+
+    @property
+    def evalue(self) -> str:
+        return self.failure.evalue
+
+    @property
+    def cell_index(self) -> int | None:
+        return self.failure.cell_index
 
     def describe(self) -> str:
         """One paragraph a person can act on: which notebook, which cell, what error, where the evidence is."""
-        where = (
-            f"at cell {self.cell_index + 1} (In [{self.execution_count or ' '}])"
-            if self.cell_index is not None
-            else "before the first cell"
+        f = self.failure
+        where = f"at cell {f.cell_index + 1} (In [{f.execution_count or ' '}])" if f.cell_index is not None else (
+            "before the first cell"
         )
-        what = {
-            "error": "raised",
-            "timeout": "timed out",
-            "dead_kernel": "lost its kernel",
-            "startup": "could not start its kernel",
-            "stopped": "was stopped",
-        }.get(self.kind, "failed")
-        evalue = self.evalue.strip().rstrip(".")
-        hint = _HINTS.get(self.ename)
-        msg = f"Notebook {self.notebook} {what} {where}: {self.ename}: {evalue}" if evalue else (
-            f"Notebook {self.notebook} {what} {where}: {self.ename}"
-        )
+        evalue = f.evalue.strip().rstrip(".")
+        msg = f"Notebook {self.notebook} {_VERBS[f.kind]} {where}: {f.ename}" + (f": {evalue}" if evalue else "")
+        hint = _HINTS.get(f.ename)
         if hint:
             msg += f" ({hint})"
         if self.output:
             msg += f". Output notebook: {self.output}"
         return msg
-
-
-_HINTS = {
-    "StdinNotImplementedError": "a scheduled run has no one to answer input(); pass the value as a parameter",
-    "ModuleNotFoundError": "install the package where the kernel runs, or pick another kernel with kernel_name",
-}

@@ -7,6 +7,7 @@ crash never sees a truncated notebook. URLs go through fsspec. The Airflow hook 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import TypeVar
 from airflow_notebook_provider.engine.errors import NotebookError, NotebookStorageError
 
 T = TypeVar("T")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+:@-]")
 
 
 def is_url(location: str) -> bool:
@@ -29,6 +31,23 @@ def local_path(location: str) -> Path:
     if location.startswith("file://"):
         location = location[len("file://"):]
     return Path(os.path.expanduser(location)).absolute()
+
+
+def safe_piece(value: object) -> str:
+    """One path segment that cannot climb out of its folder or name a hidden file: ``../x`` -> ``.._x``."""
+    text = _UNSAFE.sub("_", str(value))
+    if not text.strip("."):
+        return "_" * max(len(text), 1)
+    if text.startswith("."):
+        text = "_" + text[1:]
+    return text
+
+
+def same_location(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` name the same notebook (local paths compared after resolving links)."""
+    if is_url(a) or is_url(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(local_path(a)) == os.path.realpath(local_path(b))
 
 
 def write_atomic(path: Path, data: bytes) -> None:

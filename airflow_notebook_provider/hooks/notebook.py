@@ -106,20 +106,6 @@ class NotebookHook(BaseHook):
             f"({self.retry_seconds:g} s)."
         )
 
-    @staticmethod
-    def default_output_base() -> str:
-        base = conf.get("notebook", "output_base", fallback="") or ""
-        if base:
-            return base
-        home = os.environ.get("AIRFLOW_HOME") or conf.get("core", "airflow_home", fallback=None) or "~/airflow"
-        return str(Path(os.path.expanduser(home)) / "notebook_outputs")
-
-    def same_location(self, a: str, b: str) -> bool:
-        """True when ``a`` and ``b`` name the same notebook (local paths compared after resolving)."""
-        if storage.is_url(a) or storage.is_url(b):
-            return a.rstrip("/") == b.rstrip("/")
-        return os.path.realpath(storage.local_path(a)) == os.path.realpath(storage.local_path(b))
-
 
 def _bound_client_retries(fs: Any, retry_seconds: float) -> None:
     """Keep one storage attempt short, so that ``storage_retry_seconds`` really bounds the time a task waits.

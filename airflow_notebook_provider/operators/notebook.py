@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import shutil
-import socket
-import tempfile
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import airflow
 from airflow.providers.common.compat.sdk import BaseOperator, conf, mask_secret, redact
 
-from airflow_notebook_provider import __version__
+from airflow_notebook_provider import outputs
 from airflow_notebook_provider.engine import (
-    EarlyKernel,
+    Execution,
     ExecutionSettings,
+    NotebookConfigError,
     NotebookExecutionError,
     NotebookInputError,
-    NotebookRun,
     NotebookStorageError,
-    ParameterError,
-    load,
-    paths,
-    prepare_parameters,
-    sha256,
-    storage,
+    OutputIsInputError,
+    RunHooks,
 )
+from airflow_notebook_provider.engine.writer import WriteKind
 from airflow_notebook_provider.exceptions import (
     NotebookTaskConfigError,
     NotebookTaskError,
@@ -35,13 +28,7 @@ from airflow_notebook_provider.exceptions import (
     NotebookTaskInputError,
 )
 from airflow_notebook_provider.hooks.notebook import NotebookHook
-from airflow_notebook_provider.links.notebook import (
-    RECORD_XCOM_KEY,
-    XCOM_KEY,
-    NotebookOutputLink,
-    persist_record,
-    viewer_url,
-)
+from airflow_notebook_provider.links.notebook import NotebookOutputLink, viewer_url
 from airflow_notebook_provider.results import RecordError, read_records
 
 if TYPE_CHECKING:
@@ -85,6 +72,9 @@ class NotebookOperator(BaseOperator):
     template_fields_renderers = {"parameters": "json", "env": "json"}
     operator_extra_links = (NotebookOutputLink(),)
     ui_color = "#f3e9dc"
+    start_kernel_early: bool = True
+    """Start the kernel (``kernel_name``, else ``python3``) while the notebook is fetched; a notebook on another
+    kernel then pays one wasted kernel start. A subclass may turn it off."""
 
     def __init__(
         self,
@@ -118,7 +108,7 @@ class NotebookOperator(BaseOperator):
         self.log_output_limit = log_output_limit
         self.checkpoint_interval = checkpoint_interval
         self.secret_parameters = list(secret_parameters or [])
-        self._run: NotebookRun | None = None
+        self._execution: Execution | None = None
 
     @cached_property
     def hook(self) -> NotebookHook:
@@ -128,79 +118,74 @@ class NotebookOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         ti = context["ti"]
+        output = ""
+
+        hooks = self.run_hooks(context)
+        also_on_write = hooks.on_write
+
+        def publish(kind: WriteKind, size: int) -> None:
+            # After the first write, while the kernel boots and before it can run a cell: the link and downstream
+            # tasks see the location even if the kernel never starts or the attempt fails.
+            if kind == "first":
+                NotebookOutputLink.persist(context, hook=self.hook, location=output)
+                self.log.info("Output notebook: %s", output)
+            if also_on_write is not None:
+                also_on_write(kind, size)
+
+        hooks.on_write = publish
         try:
-            settings = self._settings()
-            parameters = prepare_parameters(self.parameters)
-            self._mask_secrets()
-            self._split_secrets(parameters, settings)
-        except (ParameterError, ValueError, TypeError) as exc:
+            parameters, secrets = self._split_secrets()
+            execution = Execution(
+                self.notebook, parameters=parameters, secrets=secrets, settings=self._settings(),
+                log=_RedactingLog(self.log) if secrets else self.log, hooks=hooks, early_kernel=self.start_kernel_early,
+            )
+        except (NotebookConfigError, ValueError, TypeError) as exc:
             raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
 
-        tmp_cwd: str | None = None
-        early: EarlyKernel | None = None
         try:
-            if settings.cwd is None:
-                if storage.is_url(self.notebook):
-                    settings.cwd = tmp_cwd = tempfile.mkdtemp(prefix="notebook-task-")
-                else:
-                    settings.cwd = str(storage.local_path(self.notebook).parent)
-            # The kernel boots while the notebook is fetched and the output location is chosen.
-            early = EarlyKernel(settings, self.log)
-            self.hook.check_connection()
-            data = self.hook.read(self.notebook)
-            nb = load(data, self.notebook)
-            output = self._output_location(context)
-            airflow_metadata = self._airflow_metadata(context, sha256(data))
-            if settings.secret_env:
-                airflow_metadata["secret_parameters"] = dict(settings.secret_env)
-            run = NotebookRun(
-                nb,
-                input_path=self.notebook,
-                output_path=output,
-                save=lambda b: self.hook.write(output, b),
-                parameters=parameters,
-                settings=settings,
-                extra_metadata={"airflow": airflow_metadata},
-                log=_RedactingLog(self.log) if settings.secret_env else self.log,
-            )
-
-            def publish() -> None:
-                # Runs after the first write, while the kernel boots and before it can run a cell, so the link
-                # and downstream tasks see the location even if the kernel never starts or the attempt fails.
-                ti.xcom_push(key=XCOM_KEY, value=output)
-                record = {"location": output, "conn_id": self.conn_id, "try_number": ti.try_number}
-                ti.xcom_push(key=RECORD_XCOM_KEY, value=record)
-                persist_record(self.hook, ti, record)  # XCom is cleared on retry; this record outlives it
-                self.log.info("Output notebook: %s", output)
-
-            self._run = run
-            result = run.run(on_started=publish, early=early)
+            with execution:  # the kernel boots while the notebook is fetched and the output location chosen
+                self._execution = execution
+                self.hook.check_connection()
+                data = self.hook.read(self.notebook)
+                ti_id = outputs.TaskInstanceId.of(ti)
+                execution.check_output(self.output_notebook or outputs.default_output(ti_id, ti.try_number))
+                output = outputs.choose_output(self.hook, ti_id, ti.try_number, self.output_notebook)
+                result = execution.run(
+                    data, output, save=lambda b: self.hook.write(output, b), metadata={"airflow": self._identity(context)},
+                    provenance={"versions": {"airflow": airflow.__version__}},
+                )
         except NotebookExecutionError as exc:
             url = self._url(context)
             raise NotebookTaskFailed(f"{exc}. View it: {url}", output=exc.output, url=url) from None
-        except ParameterError as exc:
+        except OutputIsInputError as exc:
+            raise NotebookTaskConfigError(
+                f"Task {self.task_id}: {exc} Set `output_notebook` to another location (or leave it unset for the "
+                "default)."
+            ) from None
+        except NotebookConfigError as exc:
             raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
         except NotebookInputError as exc:
             raise NotebookTaskInputError(f"Task {self.task_id}: {exc}") from None
         except NotebookStorageError as exc:
             raise NotebookTaskError(f"Task {self.task_id}: {exc}") from None
         finally:
-            self._run = None
-            if early is not None:
-                early.discard()  # unless the run took it
-            if tmp_cwd:
-                shutil.rmtree(tmp_cwd, ignore_errors=True)
+            self._execution = None
         if result.stopped_early:
             self.log.info("The notebook ended early with sys.exit(0); the task succeeds.")
         self._push_records(ti, result.nb, output)
         self.log.info("Notebook done: %d writes to %s. View it: %s", result.writes, output, self._url(context))
         return output
 
+    def run_hooks(self, context: Context) -> RunHooks:
+        """Callbacks into the run (kernel ready, cell start and end, writes): none by default; a subclass may return
+        its own, e.g. for metrics. The operator adds its own step to ``on_write`` (publishing the location)."""
+        return RunHooks()
+
     def on_kill(self) -> None:
         """Kill the kernel; the running ``execute`` then saves the notebook with a banner saying it was stopped."""
-        run = self._run
-        if run is not None:
-            run.stop("the task was killed: on_kill, after SIGTERM or a task timeout")
+        execution = self._execution
+        if execution is not None:
+            execution.stop("the task was killed: on_kill, after SIGTERM or a task timeout")
 
     # -- results and secrets ----------------------------------------------------------------------------------
 
@@ -230,27 +215,22 @@ class NotebookOperator(BaseOperator):
             if isinstance(value, str) and value:
                 mask_secret(value)  # no name: with one, Airflow masks only names it deems sensitive ("password", ...)
 
-    def _split_secrets(self, parameters: dict[str, Any], settings: ExecutionSettings) -> None:
-        """Move secret parameters out of ``parameters`` into the kernel's environment (``settings``)."""
+    def _split_secrets(self) -> tuple[Any, dict[str, Any]]:
+        """``parameters`` without the secret ones, and the secret ones (``Execution`` passes them as env vars)."""
         if isinstance(self.secret_parameters, str) or not all(isinstance(n, str) for n in self.secret_parameters):
             raise ValueError(f"`secret_parameters` must be a list of parameter names, got {self.secret_parameters!r}")
-        env, secret_env = dict(settings.env), {}
+        if not self.secret_parameters or not isinstance(self.parameters, Mapping):
+            return self.parameters, {}  # a parameters value that is not a dict is refused by Execution
+        self._mask_secrets()
+        parameters, secrets = dict(self.parameters), {}
         for name in self.secret_parameters:
             if name not in parameters:
                 raise ValueError(
                     f"`secret_parameters` names {name!r}, which is not in `parameters` "
-                    f"({', '.join(parameters) or 'none'}); add it, e.g. {name!r}: '{{{{ conn.my_conn.password }}}}'."
+                    f"({', '.join(map(str, parameters)) or 'none'}); add it, e.g. {name!r}: '{{{{ conn.my_conn.password }}}}'."
                 )
-            value = parameters.pop(name)
-            if not isinstance(value, str):
-                raise ValueError(
-                    f"Secret parameter {name!r} must be a string (it reaches the kernel as an environment variable), "
-                    f"got {type(value).__name__}; pass str(value) or a templated connection/variable field."
-                )
-            var = f"NOTEBOOK_SECRET_{name}"
-            env[var] = value
-            secret_env[name] = var
-        settings.env, settings.secret_env = env, secret_env
+            secrets[name] = parameters.pop(name)
+        return parameters, secrets
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -282,43 +262,10 @@ class NotebookOperator(BaseOperator):
             log_output_limit=int(self.log_output_limit),
         )
 
-    def _output_location(self, context: Context) -> str:
-        ti = context["ti"]
-        if self.output_notebook:
-            output = self.output_notebook
-        else:
-            output = paths.default_output(
-                NotebookHook.default_output_base(),
-                dag_id=ti.dag_id,
-                run_id=ti.run_id,
-                task_id=ti.task_id,
-                map_index=ti.map_index,
-                try_number=ti.try_number,
-            )
-        if self.hook.same_location(output, self.notebook):
-            raise NotebookTaskConfigError(
-                f"Task {self.task_id}: the output notebook {output} is the input notebook; the template would be "
-                "overwritten. Set `output_notebook` to another location (or leave it unset for the default)."
-            )
-        candidate, n = output, 0
-        while self.hook.exists(candidate):
-            n += 1
-            candidate = paths.attempt_variant(output, ti.try_number, n - 1)
-        if candidate != output:
-            self.log.warning(
-                "%s already holds a notebook (an earlier attempt's?); this attempt writes %s so nothing is "
-                "overwritten. Put {{ ti.try_number }} in `output_notebook` to choose the name yourself.",
-                output, candidate,
-            )
-        return candidate
-
-    def _airflow_metadata(self, context: Context, input_sha256: str) -> dict[str, Any]:
+    def _identity(self, context: Context) -> dict[str, Any]:
+        """``metadata.airflow`` of the output notebook: the attempt it belongs to (checked by every reader)."""
         ti = context["ti"]
         logical_date = context.get("logical_date")
-        import airflow
-        import nbclient
-        import nbformat
-
         return {
             "dag_id": ti.dag_id,
             "run_id": ti.run_id,
@@ -326,17 +273,6 @@ class NotebookOperator(BaseOperator):
             "map_index": ti.map_index,
             "try_number": ti.try_number,
             "logical_date": logical_date.isoformat() if logical_date else None,
-            "input_path": self.notebook,
-            "input_sha256": input_sha256,
-            "hostname": socket.gethostname(),
-            "pid": os.getpid(),
-            "versions": {
-                "airflow": airflow.__version__,
-                "airflow_notebook_provider": __version__,
-                "nbclient": nbclient.__version__,
-                "nbformat": nbformat.__version__,
-                "python": platform.python_version(),
-            },
         }
 
     def _url(self, context: Context) -> str:

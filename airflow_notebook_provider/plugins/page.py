@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from airflow_notebook_provider.plugins.attempts import Attempt, Loaded, TaskInstanceId
+from airflow_notebook_provider.engine.record import FailedCell, RunSummary
+from airflow_notebook_provider.outputs import Loaded, TaskInstanceId
+from airflow_notebook_provider.plugins.attempts import Attempt
 
-ERROR_MARKER_TAG = "papermill-error-cell-tag"
 FAILING_TAG = "airflow-failing-cell"
 FAILING_ANCHOR = "cell-id=failing-cell"  # nbconvert writes id="cell-id=<cell.id>" on each cell
 
@@ -86,21 +87,6 @@ def _duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min {sec} s" if hours else f"{minutes} min {sec} s"
 
 
-def failure(notebook: dict[str, Any]) -> dict[str, Any] | None:
-    """The failing cell (index, position among real cells, In [n], error name and value), or None."""
-    position = 0
-    for index, cell in enumerate(notebook.get("cells", [])):
-        if ERROR_MARKER_TAG in cell.get("metadata", {}).get("tags", []):
-            continue
-        position += 1
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "failed":
-            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            last = errors[-1] if errors else {}
-            return {"index": index, "position": position, "execution_count": cell.get("execution_count"),
-                    "ename": last.get("ename"), "evalue": last.get("evalue")}
-    return None
-
-
 def _mark_failing_cell(notebook: dict[str, Any], index: int) -> dict[str, Any]:
     nb = copy.deepcopy(notebook)
     cell = nb["cells"][index]
@@ -115,7 +101,7 @@ _cache: OrderedDict[tuple[str, int | None], str] = OrderedDict()
 CACHE_SIZE = 16  # rendered pages kept (about 0.5 MB for 200 cells); an attempt's notebook bytes never change
 
 
-def render_notebook(notebook: dict[str, Any], fail: dict[str, Any] | None, data: bytes | None = None) -> str:
+def render_notebook(notebook: dict[str, Any], fail: FailedCell | None, data: bytes | None = None) -> str:
     """The notebook as a standalone HTML page (nbconvert's lab template), the failing cell tagged for highlight.
 
     With ``data`` (the stored bytes), the page is cached by their sha256: a finished attempt's notebook is
@@ -125,13 +111,13 @@ def render_notebook(notebook: dict[str, Any], fail: dict[str, Any] | None, data:
     from nbconvert import HTMLExporter
 
     global _exporter
-    key = (hashlib.sha256(data).hexdigest(), fail["index"] if fail else None) if data is not None else None
+    key = (hashlib.sha256(data).hexdigest(), fail.index if fail else None) if data is not None else None
     with _render_lock:  # one exporter (its templates loaded once), used by one request at a time
         if key is not None and key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
         if fail is not None:
-            notebook = _mark_failing_cell(notebook, fail["index"])
+            notebook = _mark_failing_cell(notebook, fail.index)
         node = nbformat.reads(json.dumps(notebook), as_version=4)
         if _exporter is None:
             _exporter = HTMLExporter(template_name="lab")
@@ -158,17 +144,15 @@ def header(
     attempt: Attempt,
     attempts: Sequence[Attempt],
     loaded: Loaded,
-    fail: dict[str, Any] | None,
+    run: RunSummary,
     urls: dict[str, str],
     attempt_url: Callable[[int], str],
 ) -> str:
     """The block above the notebook: what ran, how it ended, with what, and the other attempts."""
-    nb_meta = loaded.notebook.get("metadata", {})
-    pm = nb_meta.get("papermill", {}) or {}
-    af = nb_meta.get("airflow", {}) or {}
-    start = attempt.start_date or pm.get("start_time")
-    end = attempt.end_date or pm.get("end_time")
-    duration = attempt.duration if attempt.duration is not None else pm.get("duration")
+    fail = run.failed_cell
+    start = attempt.start_date or run.start_time
+    end = attempt.end_date or run.end_time
+    duration = attempt.duration if attempt.duration is not None else run.duration
     identity = _table([
         ("DAG", f"<code>{esc(ti.dag_id)}</code>"),
         ("Run", f"<code>{esc(ti.run_id)}</code>"),
@@ -181,11 +165,11 @@ def header(
         ("Start", esc(_time(start))),
         ("End", esc(_time(end)) if not attempt.in_progress else "— (running)"),
         ("Duration", esc(_duration(duration)) if not attempt.in_progress else "—"),
-        ("Input notebook", f"<code>{esc(af.get('input_path') or pm.get('input_path'))}</code>"),
-        ("Input sha256", f"<code>{esc(af.get('input_sha256'))}</code>"),
-        ("Output notebook", f"<code>{esc(loaded.record['location'])}</code>"),
+        ("Input notebook", f"<code>{esc(run.input_path)}</code>"),
+        ("Input sha256", f"<code>{esc(run.input_sha256)}</code>"),
+        ("Output notebook", f"<code>{esc(loaded.record.location)}</code>"),
     ])
-    params = pm.get("parameters") or {}
+    params = run.parameters
     if params:
         param_table = "<table class='anp-params'><tr><th>Parameter</th><th>Value</th></tr>" + "".join(
             f"<tr><td><code>{esc(k)}</code></td><td><code>{esc(json.dumps(v))}</code></td></tr>"
@@ -202,14 +186,14 @@ def header(
             f"<a href='{esc(urls['self'])}'>Reload</a> to see newer output.</div>"
         )
     if fail is not None:
-        error = ": ".join(x for x in (fail["ename"], fail["evalue"]) if x) or "the run stopped"
-        count = fail["execution_count"]
+        error = ": ".join(x for x in (fail.ename, fail.evalue) if x) or "the run stopped"
+        count = fail.execution_count
         notes += (
-            f"<div class='anp-failure' id='anp-failure'><b>Failed at cell {fail['position']}"
+            f"<div class='anp-failure' id='anp-failure'><b>Failed at cell {fail.position}"
             f"{f' (In [{esc(count)}])' if count else ''}:</b> <code>{esc(error)}</code> "
             f"<a href='#{FAILING_ANCHOR}' id='anp-jump'>Jump to the failing cell</a></div>"
         )
-    elif pm.get("exception"):
+    elif run.status == "failed":
         notes += "<div class='anp-failure' id='anp-failure'><b>The run failed before its first cell</b> — see the " \
                  "banner below and the task log.</div>"
 

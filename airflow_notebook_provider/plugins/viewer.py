@@ -30,15 +30,12 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from airflow_notebook_provider import outputs
+from airflow_notebook_provider.engine.record import read_run
 from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_base_url
+from airflow_notebook_provider.outputs import Loaded, OutputNotFound, TaskInstanceId
 from airflow_notebook_provider.plugins import page
-from airflow_notebook_provider.plugins.attempts import (
-    Attempt,
-    TaskInstanceId,
-    ViewerError,
-    list_attempts,
-    load,
-)
+from airflow_notebook_provider.plugins.attempts import Attempt, ViewerError, list_attempts
 
 NOTEBOOK_CSP = (
     "sandbox allow-downloads allow-popups allow-popups-to-escape-sandbox; default-src 'none'; script-src 'none'; "
@@ -106,6 +103,14 @@ def _choose(ti: TaskInstanceId, try_number: int | None) -> tuple[Attempt, list[A
                       f"{', '.join(str(a.try_number) for a in attempts)}, not {try_number}.")
 
 
+def load(ti: TaskInstanceId, try_number: int) -> Loaded:
+    """The attempt's notebook, checked to be that attempt's own (``outputs.load``); else an error page's reason."""
+    try:
+        return outputs.load(ti, try_number)[1]
+    except OutputNotFound as exc:
+        raise ViewerError(502 if exc.reason == "unreachable" else 404, exc.title, exc.detail) from None
+
+
 def _url(route: str, ti: TaskInstanceId, try_number: int | None) -> str:
     query: dict[str, Any] = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
                              "map_index": ti.map_index}
@@ -135,13 +140,13 @@ def view(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
                                   f"Attempt {attempt.try_number} of {ti.describe()} is {attempt.state}; its notebook "
                                   "appears when the kernel starts. Reload in a few seconds.") from None
             raise
-        fail = page.failure(loaded.notebook)
+        run = read_run(loaded.notebook)
         started = time.perf_counter()
         try:
-            rendered = page.render_notebook(loaded.notebook, fail, loaded.data)
+            rendered = page.render_notebook(loaded.notebook, run.failed_cell, loaded.data)
         except Exception as exc:  # noqa: BLE001 - a notebook nbconvert cannot render is a page, not a trace
             raise ViewerError(502, "Output notebook unreadable",
-                              f"{loaded.record['location']} could not be rendered: {exc}") from None
+                              f"{loaded.record.location} could not be rendered: {exc}") from None
         render_seconds = time.perf_counter() - started
     except ViewerError as exc:
         shown = try_number if try_number is not None else (attempts[-1].try_number if attempts else None)
@@ -154,7 +159,7 @@ def view(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
         "airflow": _root_relative(task_instance_url(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
                                                     map_index=ti.map_index, try_number=attempt.try_number)),
     }
-    head = page.header(ti=ti, attempt=attempt, attempts=attempts, loaded=loaded, fail=fail, urls=urls,
+    head = page.header(ti=ti, attempt=attempt, attempts=attempts, loaded=loaded, run=run, urls=urls,
                        attempt_url=lambda n: _url("view", ti, n))
     body = page.page(rendered, head, f"{ti.task_id} attempt {attempt.try_number} — {ti.dag_id}")
     headers = {**SECURITY_HEADERS, "Server-Timing": f"render;dur={render_seconds * 1000:.0f}"}

@@ -70,7 +70,7 @@ def test_secret_parameter_reaches_the_kernel_and_is_written_nowhere(airflow_db, 
     # The notebook holds only the code that reads it, and records which variable that is.
     assert "signature = __import__('os').environ['NOTEBOOK_SECRET_signature']" in "".join(code_cells(out)[1]["source"])
     assert out["metadata"]["papermill"]["parameters"] == {"host": "api.example.com", "region": "eu"}
-    assert out["metadata"]["airflow"]["secret_parameters"] == {"signature": "NOTEBOOK_SECRET_signature"}
+    assert out["metadata"]["airflow_notebook"]["secret_parameters"] == {"signature": "NOTEBOOK_SECRET_signature"}
     # The text appears nowhere.
     assert SECRET not in output.read_text()
     assert SECRET not in rendered_fields("t_secret", "nb")

@@ -12,9 +12,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from airflow_notebook_provider.engine import EarlyKernel, ExecutionSettings, NotebookRun, load, prepare_parameters
+from airflow_notebook_provider.engine import (
+    EarlyKernel,
+    ExecutionSettings,
+    LocalKernels,
+    NotebookRun,
+    RunResult,
+    load,
+    prepare_parameters,
+)
 from airflow_notebook_provider.engine.errors import NotebookExecutionError, NotebookInputError
-from airflow_notebook_provider.engine.notebook import ERROR_MARKER_TAG
+from airflow_notebook_provider.engine.record import ERROR_MARKER_TAG
 from airflow_notebook_provider.engine.storage import write_atomic
 from tests.helpers import code_cells, kernel_processes, read_nb, stream_text
 
@@ -28,26 +36,22 @@ class Recorder(logging.Handler):
         self.records.append((time.monotonic(), record.getMessage()))
 
 
-def run(path: Path, out: Path, params: dict | None = None, **settings: object) -> tuple[NotebookRun, Recorder]:
+def run(path: Path, out: Path, params: dict | None = None, **settings: object) -> tuple[RunResult, Recorder]:
     log = logging.getLogger(f"test.{out.name}")
     log.setLevel(logging.INFO)
     rec = Recorder()
     log.addHandler(rec)
-    writes: list[bytes] = []
-
-    def save(data: bytes) -> None:
-        writes.append(data)
-        write_atomic(out, data)
-
     nb = load(path.read_bytes(), str(path))
-    r = NotebookRun(nb, input_path=str(path), output_path=str(out), save=save, parameters=prepare_parameters(params),
-                    settings=ExecutionSettings(**settings), log=log)
-    r.saved = writes  # type: ignore[attr-defined]
+    r = NotebookRun(nb, input_path=str(path), output_path=str(out), save=lambda data: write_atomic(out, data),
+                    parameters=prepare_parameters(params), settings=ExecutionSettings(**settings), log=log)
     try:
-        r.run()
+        return r.run(), rec
     finally:
         log.removeHandler(rec)
-    return r, rec
+
+
+def early_kernel(cwd: str | None = None) -> EarlyKernel:
+    return EarlyKernel(LocalKernels(), "python3", env={}, cwd=cwd)
 
 
 def test_success_records_papermill_metadata(make_notebook, tmp_path: Path) -> None:
@@ -103,9 +107,11 @@ def test_clean_system_exit_ends_early_without_failing(make_notebook, tmp_path: P
     nb = make_notebook("print('a')", source, "print('never')")
     out = tmp_path / "out.ipynb"
     r, _ = run(nb, out)
+    assert r.stopped_early  # the task says it ended early, and succeeds
     data = read_nb(out)
     assert data["metadata"]["papermill"]["exception"] is None
-    assert stream_text(data["cells"][2]) == ""
+    assert stream_text(data["cells"][0]) == "a\n" and stream_text(data["cells"][2]) == ""
+    assert data["cells"][2]["metadata"]["papermill"]["status"] == "pending"
 
 
 def test_tags_raises_exception_and_skip_execution(make_notebook, tmp_path: Path) -> None:
@@ -234,7 +240,7 @@ def _pid_alive(pid: int) -> bool:
 def test_kernel_started_early_runs_the_notebook(make_notebook, tmp_path: Path) -> None:
     path = make_notebook("import os\nprint(os.getpid(), os.getcwd())")
     settings = ExecutionSettings(cwd=str(tmp_path))
-    early = EarlyKernel(settings)
+    early = early_kernel(str(tmp_path))
     assert early.pid is not None and _pid_alive(early.pid)
     out = tmp_path / "out.ipynb"
     log = logging.getLogger("test.early")
@@ -260,7 +266,7 @@ def test_kernel_started_early_for_another_kernel_is_stopped(make_notebook, tmp_p
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
     path = make_notebook("import os\nprint(os.getpid())", kernelspec={"name": "other", "display_name": "Other",
                                                                       "language": "python"})
-    early = EarlyKernel(ExecutionSettings())  # no kernel_name: python3 is the likely one
+    early = early_kernel()  # no kernel_name: python3 is the likely one
     assert early.kernel_name == "python3" and early.pid is not None
     out = tmp_path / "out.ipynb"
     run = NotebookRun(load(path.read_bytes(), str(path)), input_path=str(path), output_path=str(out),
@@ -272,7 +278,7 @@ def test_kernel_started_early_for_another_kernel_is_stopped(make_notebook, tmp_p
 
 
 def test_kernel_started_early_is_killed_when_the_run_never_starts(make_notebook, tmp_path: Path) -> None:
-    early = EarlyKernel(ExecutionSettings())
+    early = early_kernel()
     assert early.pid is not None
     bad = make_notebook("1", kernelspec={"name": "no-such-kernel", "display_name": "x", "language": "python"})
     run = NotebookRun(load(bad.read_bytes(), str(bad)), input_path=str(bad), output_path=str(tmp_path / "o.ipynb"),
@@ -280,6 +286,6 @@ def test_kernel_started_early_is_killed_when_the_run_never_starts(make_notebook,
     with pytest.raises(NotebookInputError):
         run.run(early=early)
     assert not _pid_alive(early.pid) and not kernel_processes()
-    lone = EarlyKernel(ExecutionSettings())
+    lone = early_kernel()
     lone.discard()  # the caller gave up before any run (a bad input, a task stopped while fetching)
     assert lone.pid is not None and not _pid_alive(lone.pid)

@@ -18,9 +18,10 @@ from airflow.sdk import DAG
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_notebook_provider.engine import paths, prepare_parameters
+from airflow_notebook_provider.engine import prepare_parameters
 from airflow_notebook_provider.engine.parameters import INJECTED_TAG, inject
 from airflow_notebook_provider.operators.notebook import NotebookOperator
+from airflow_notebook_provider.outputs import TaskInstanceId, default_output
 from tests.helpers import read_nb, run_dag
 
 HOSTILE = [
@@ -90,7 +91,7 @@ def test_injected_cell_is_only_literals_and_evaluates_back(params: dict[str, obj
        st.one_of(st.text(min_size=1), st.sampled_from(["..", "a/../../b", "/etc/passwd"])))
 def test_default_output_never_leaves_output_base(run_id: str, task_id: str) -> None:
     base = "/srv/outputs"
-    out = paths.default_output(base, dag_id="dag", run_id=run_id, task_id=task_id, map_index=None, try_number=1)
+    out = default_output(TaskInstanceId("dag", run_id, task_id), 1, base)
     rel = os.path.relpath(os.path.normpath(out), base)
     assert not rel.startswith(".."), out
     parts = rel.split(os.sep)

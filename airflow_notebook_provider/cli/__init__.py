@@ -1,0 +1,90 @@
+"""``airflow-notebook``: debug a notebook task like a local problem, on the same engine the operator uses.
+
+- ``run``: run a notebook as a task would (same injection, metadata, error banner and failure message).
+- ``pull``: fetch an output notebook (path, URL or the UI's viewer link) and write a ready-to-debug copy.
+- ``rerun``: run the original notebook again with the parameters an output notebook recorded.
+- ``inspect``: print the record of a run (identity, parameters, status, failing cell, durations per cell).
+
+This module parses arguments; ``run.py`` and ``debug.py`` hold the commands, ``storage.py`` and ``progress.py``
+what they read, write and show. Local files need no Airflow configuration: Airflow is imported only for
+``--conn-id`` and viewer links.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from airflow_notebook_provider import __version__
+from airflow_notebook_provider.cli.debug import cmd_inspect, cmd_pull
+from airflow_notebook_provider.cli.run import PROG, cmd_rerun, cmd_run
+from airflow_notebook_provider.cli.storage import CliError
+from airflow_notebook_provider.engine import SECRET_ENV_PREFIX, NotebookError
+
+__all__ = ["CliError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Run, pull, rerun and inspect notebooks the way airflow-notebook-provider tasks run them."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_conn(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--conn-id", help="Airflow connection for object-storage URLs (e.g. an aws connection)")
+
+    def add_exec(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-k", "--kernel", help="kernel to run (default: the notebook's kernelspec, then python3)")
+        p.add_argument("--cell-timeout", type=float, metavar="S", help="seconds one cell may run (default: no limit)")
+        p.add_argument("--log-output", action="store_true", help="print the cells' output and progress as a task log does")
+        add_conn(p)
+
+    p = sub.add_parser("run", help="run a notebook locally exactly as a task would")
+    p.add_argument("notebook", help="input notebook: path or URL")
+    p.add_argument("-o", "--output", help="output notebook (default: NAME.out.ipynb beside the input)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="a parameter; VALUE is read as YAML (3, 0.5, true, null, 2024-01-01, text)")
+    p.add_argument("-f", "--parameters-file", metavar="params.yaml", help="YAML mapping of parameters (-p wins)")
+    p.add_argument("-s", "--secret", action="append", metavar="NAME",
+                   help=f"a secret parameter read by the kernel from ${SECRET_ENV_PREFIX}NAME, never written")
+    add_exec(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("pull", help="fetch an output notebook (path, URL or viewer link) and write a debug copy")
+    p.add_argument("location", help="output notebook path, object-storage URL, or the UI's viewer link")
+    p.add_argument("-o", "--output-dir", metavar="DIR", help="folder for the copies (default: beside a local "
+                                                             "notebook, else the current folder)")
+    add_conn(p)
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("rerun", help="run the original notebook again with an output notebook's parameters")
+    p.add_argument("output_notebook", help="an output notebook written by a task or by `run`")
+    p.add_argument("-o", "--output", help="new output notebook (default: NAME.rerun.ipynb beside it)")
+    p.add_argument("--notebook", help="run this notebook instead of the recorded input (e.g. your fixed copy)")
+    add_exec(p)
+    p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser("inspect", help="print the record of a run")
+    p.add_argument("output_notebook", help="output notebook path, URL or viewer link")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_conn(p)
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CliError, NotebookError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""``pull`` and ``inspect``: fetch an output notebook (a path, a URL or the UI's viewer link), write a ready-to-debug
+copy, and print what it says about its run (``engine.record.read_run``, the reader the viewer uses too)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from airflow_notebook_provider.cli import storage
+from airflow_notebook_provider.cli.run import PROG
+from airflow_notebook_provider.cli.storage import CliError
+from airflow_notebook_provider.engine import dumps, load
+from airflow_notebook_provider.engine.record import PROVENANCE_KEY, is_banner, read_run
+from airflow_notebook_provider.engine.storage import is_url, local_path, safe_piece, same_location, write_atomic
+from airflow_notebook_provider.results import RecordError, read_records
+
+
+def _viewer_link(location: str) -> tuple[Any, int | None] | None:
+    """(task-instance identity, try number or None) of a viewer link (``…/notebook/<route>?dag_id=…``), else None."""
+    parsed = urlparse(location)
+    if "/notebook/" not in parsed.path or not parsed.query:
+        return None
+    query = parse_qs(parsed.query)
+    if not all(query.get(k) for k in ("dag_id", "run_id", "task_id")):
+        return None
+    try:
+        map_index = int(query.get("map_index", ["-1"])[0])
+        try_number = int(query["try_number"][0]) if query.get("try_number") else None
+    except ValueError:
+        raise CliError(f"The viewer link {location} has a map_index or try_number that is not a number.") from None
+    with storage.airflow_imported():
+        from airflow_notebook_provider.outputs import TaskInstanceId
+
+        return TaskInstanceId(query["dag_id"][0], query["run_id"][0], query["task_id"][0], map_index), try_number
+
+
+def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
+    """(the notebook's location, its bytes) for a path, a URL or a viewer link.
+
+    A viewer link is resolved as the viewer resolves it (``outputs.load``: XCom, else the attempt's record file,
+    and the notebook must name that attempt), through the Airflow metadata DB this machine is configured for.
+    """
+    link = _viewer_link(location)
+    if link is None:
+        return location, storage.read(location, conn_id)
+    ti, try_number = link
+    attempt = f", attempt {try_number}" if try_number is not None else ""
+    what = f"task {ti.task_id} (map {ti.map_index}) of DAG {ti.dag_id}, run {ti.run_id}{attempt}"
+    fallback = "or pass the output location the task log prints ('Output notebook: …') instead of the link"
+    try:
+        with storage.airflow_imported():
+            from airflow_notebook_provider.outputs import OutputNotFound, load
+
+            try:
+                _, loaded = load(ti, try_number)
+            except OutputNotFound as exc:
+                raise CliError(f"Airflow has no output notebook for {what}: {exc.detail} Run pull where Airflow's "
+                               f"metadata DB and [notebook] output_base are reachable, {fallback}.") from None
+    except CliError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no Airflow, no config, DB unreachable: all end in the same advice
+        raise CliError(
+            f"Cannot read {what} from the Airflow metadata DB ({type(exc).__name__}: {exc}). Run pull where "
+            f"Airflow's database is reachable (same AIRFLOW_HOME or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN), {fallback}."
+        ) from None
+    return loaded.record.location, loaded.data
+
+
+def debug_copy(nb: Any, source: str) -> Any:
+    """The notebook with outputs and injected parameters kept, the error banner removed, ready to run all cells."""
+    out = copy.deepcopy(nb)
+    out.cells = [c for c in out.cells if not is_banner(c)]
+    out.metadata.setdefault(PROVENANCE_KEY, {})["debug_copy_of"] = source
+    return out
+
+
+def _local_name(nb: Any, location: str) -> str:
+    """A file name for a fetched notebook: identity-based for a task's output, else the location's name."""
+    af = nb.metadata.get("airflow") or {}
+    if af.get("dag_id") and af.get("task_id") and af.get("try_number") is not None:
+        parts = [af["dag_id"], af["task_id"]]
+        if isinstance(af.get("map_index"), int) and af["map_index"] >= 0:
+            parts.append(f"map-{af['map_index']}")
+        parts.append(f"attempt-{af['try_number']}")
+        return safe_piece("__".join(map(str, parts))) + ".ipynb"
+    name = urlparse(location).path.rstrip("/").rsplit("/", 1)[-1] or "notebook.ipynb"
+    return name if name.endswith(".ipynb") else name + ".ipynb"
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    location, data = fetch(args.location, args.conn_id)
+    nb = load(data, location)
+    remote = is_url(location)
+    if remote or args.output_dir:
+        local = Path(args.output_dir or ".").absolute() / _local_name(nb, location)
+        if remote or not same_location(str(local), location):
+            write_atomic(local, data)
+    else:
+        local = local_path(location)
+    stem = local.name[: -len(".ipynb")] if local.name.endswith(".ipynb") else local.name
+    debug_path = local.with_name(stem + ".debug.ipynb")
+    write_atomic(debug_path, dumps(debug_copy(nb, location)))
+    run = read_run(nb)
+    lines = [f"Output notebook: {local}", f"Debug copy:      {debug_path}"]
+    if run.failed_cell:
+        err = run.failed_cell
+        lines.append(f"It failed at cell {err.position} (In [{err.execution_count or ' '}]): {err.ename}: {err.evalue}")
+    else:
+        lines.append(f"Status: {run.status}")
+    if run.secret_parameters:
+        lines.append("Set the secret parameters first: " + ", ".join(f"export {v}=…" for v in run.secret_parameters.values()))
+    if run.input_path and not is_url(run.input_path):
+        lines.append(f"The task ran in {Path(run.input_path).parent} (relative paths in the notebook start there).")
+    lines.append(f"Open the debug copy in Jupyter and run all cells (`jupyter lab {debug_path}`); when fixed, check with "
+                 f"`{PROG} rerun {local}`.")
+    print("\n".join(lines))
+    return 0
+
+
+def run_record(nb: Any, location: str) -> dict[str, Any]:
+    """What an output notebook says about its run, as plain JSON-able data (``inspect --json``)."""
+    run = read_run(nb)
+    af = nb.metadata.get("airflow") or {}
+    try:
+        records: dict[str, Any] | str = read_records(nb)
+    except RecordError as exc:
+        records = f"unreadable: {exc}"
+    err = run.failed_cell
+    return {
+        "location": location,
+        "status": run.status,
+        "airflow": {k: af.get(k) for k in ("dag_id", "run_id", "task_id", "map_index", "try_number", "logical_date")}
+        if af else None,
+        "input_path": run.input_path,
+        "input_sha256": run.input_sha256,
+        "parameters": run.parameters,
+        "secret_parameters": run.secret_parameters,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "duration": run.duration,
+        "error": {"cell": err.position, "execution_count": err.execution_count, "ename": err.ename,
+                  "evalue": err.evalue, "traceback": list(err.traceback)} if err else None,
+        "records": records,
+        "cells": [{"cell": c.position, "type": c.cell_type, "execution_count": c.execution_count, "status": c.status,
+                   "duration": c.duration, "injected_parameters": c.injected_parameters, "first_line": c.first_line}
+                  for c in run.cells],
+    }
+
+
+def _format_record(rec: Mapping[str, Any]) -> str:
+    def row(label: str, value: str) -> str:
+        return f"{label:<18}{value}"
+
+    lines = [row("Output notebook", rec["location"]), row("Status", rec["status"])]
+    af = rec["airflow"]
+    if af:
+        lines.append(row("Airflow", f"dag {af['dag_id']} · run {af['run_id']} · task {af['task_id']} · map index "
+                                    f"{af['map_index']} · try {af['try_number']}"))
+        if af.get("logical_date"):
+            lines.append(row("Logical date", str(af["logical_date"])))
+    if rec["input_path"]:
+        sha = f" (sha256 {rec['input_sha256'][:12]}…)" if rec.get("input_sha256") else ""
+        lines.append(row("Input", f"{rec['input_path']}{sha}"))
+    params = ", ".join(f"{k}={v!r}" for k, v in rec["parameters"].items()) or "(none)"
+    lines.append(row("Parameters", params))
+    if rec["secret_parameters"]:
+        lines.append(row("Secret parameters", ", ".join(f"{k} (from ${v})" for k, v in rec["secret_parameters"].items())))
+    if rec["duration"] is not None:
+        lines.append(row("Duration", f"{rec['duration']:.2f} s ({rec['start_time']} → {rec['end_time']})"))
+    err = rec["error"]
+    if err:
+        lines.append(row("Failed at", f"cell {err['cell']} (In [{err['execution_count'] or ' '}]): {err['ename']}: "
+                                      f"{err['evalue']}"))
+    if rec["records"]:
+        recs = rec["records"]
+        lines.append(row("Records", recs if isinstance(recs, str) else ", ".join(f"{k}={v!r}" for k, v in recs.items())))
+    lines += ["", f"{'cell':>5}  {'In':<6}{'status':<11}{'seconds':>9}  source"]
+    for c in rec["cells"]:
+        if c["type"] != "code":
+            continue
+        dur = f"{c['duration']:.2f}" if isinstance(c["duration"], int | float) else "-"
+        count = f"[{c['execution_count']}]" if c["execution_count"] is not None else "[ ]"
+        first = c["first_line"][:60] + (" (injected)" if c["injected_parameters"] else "")
+        lines.append(f"{c['cell']:>5}  {count:<6}{c['status'] or '-':<11}{dur:>9}  {first}")
+    if err and err["traceback"]:
+        lines += ["", "Traceback:", *("  " + ln for tb in err["traceback"] for ln in tb.splitlines())]
+    return "\n".join(lines)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    location, data = fetch(args.output_notebook, args.conn_id)
+    rec = run_record(load(data, location), location)
+    print(json.dumps(rec, indent=2, default=str) if args.json else _format_record(rec))
+    return 0
