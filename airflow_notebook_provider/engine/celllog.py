@@ -8,11 +8,7 @@ notebook of 200 quick cells paid 400 of them for lines that say nothing the outp
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    Log = logging.Logger | logging.LoggerAdapter[Any]
+from airflow_notebook_provider.engine.log import Log
 
 QUIET_CELL_SECONDS = 1.0
 

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from queue import Empty
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
@@ -26,6 +26,7 @@ from jupyter_core.utils import ensure_async
 
 from airflow_notebook_provider.engine import _compat
 from airflow_notebook_provider.engine.errors import NotebookInputError
+from airflow_notebook_provider.engine.log import Log
 
 DEFAULT_KERNEL = "python3"
 # Kernel starts tried when the kernel process exits before answering (see ``Kernel.start``).
@@ -33,8 +34,6 @@ START_ATTEMPTS = 3
 # kernel_info replies after which a kernel that publishes no status on IOPub (against the protocol) is taken as ready.
 _STATUSLESS_REPLIES = 20
 
-if TYPE_CHECKING:
-    Log = logging.Logger | logging.LoggerAdapter[Any]
 
 
 class KernelStartError(Exception):

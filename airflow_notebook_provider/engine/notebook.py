@@ -84,4 +84,5 @@ def _upgrade(nb: NotebookNode) -> NotebookNode:
 
 def dumps(nb: NotebookNode) -> bytes:
     """Serialize as Jupyter does (sorted keys, one-space indent, split lines), without a slow schema check."""
-    return (nbformat.v4.nbjson.writes(nb) + "\n").encode("utf-8")
+    text: str = nbformat.v4.nbjson.writes(nb)
+    return (text + "\n").encode("utf-8")

@@ -100,7 +100,10 @@ def cell_finished(cell: NotebookNode, *, failed: bool) -> None:
 
 def error_output(ename: str, evalue: str, traceback: list[str] | None = None) -> NotebookNode:
     """An ``error`` output, for failures the kernel could not report itself (timeout, dead kernel, stop)."""
-    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=traceback or [f"{ename}: {evalue}"])
+    out: NotebookNode = nbformat.v4.new_output(
+        "error", ename=ename, evalue=evalue, traceback=traceback or [f"{ename}: {evalue}"]
+    )
+    return out
 
 
 def code_cell_number(nb: NotebookNode, index: int) -> int:
@@ -142,7 +145,7 @@ def _add_error_banner(nb: NotebookNode, cell_index: int | None, execution_count:
     Without a failing cell (the kernel never started) only the top message is inserted, with ``note`` as its text.
     """
     def banner(source: str) -> NotebookNode:
-        cell = nbformat.v4.new_markdown_cell(source)
+        cell: NotebookNode = nbformat.v4.new_markdown_cell(source)
         cell.metadata["tags"] = [ERROR_MARKER_TAG]
         return cell
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -34,12 +34,10 @@ from airflow_notebook_provider.engine.kernel import (
     KernelStartError,
     KernelStopped,
 )
+from airflow_notebook_provider.engine.log import Log
 from airflow_notebook_provider.engine.parameters import inject
 from airflow_notebook_provider.engine.settings import ExecutionSettings, KernelReady, RunHooks, RunResult
 from airflow_notebook_provider.engine.writer import OutputWriter
-
-if TYPE_CHECKING:
-    Log = logging.Logger | logging.LoggerAdapter[Any]
 
 # ``sys.exit(0)``, ``sys.exit()`` and ``raise SystemExit`` end a notebook early without failing it (papermill).
 _CLEAN_EXIT_VALUES = {"", "0", "None"}

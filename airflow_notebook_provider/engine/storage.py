@@ -99,7 +99,8 @@ def read_bytes(location: str) -> bytes:
         import fsspec
 
         with fsspec.open(location, "rb") as fh:
-            return fh.read()
+            data: bytes = fh.read()
+            return data
     return local_path(location).read_bytes()
 
 

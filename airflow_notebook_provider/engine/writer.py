@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from nbformat import NotebookNode
 
 from airflow_notebook_provider.engine.errors import NotebookStorageError
+from airflow_notebook_provider.engine.log import Log
 from airflow_notebook_provider.engine.notebook import dumps
 from airflow_notebook_provider.engine.storage import write_atomic
-
-if TYPE_CHECKING:
-    Log = logging.Logger | logging.LoggerAdapter[Any]
 
 WriteKind = Literal["first", "checkpoint", "final"]
 

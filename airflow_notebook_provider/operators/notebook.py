@@ -278,7 +278,8 @@ class NotebookOperator(BaseOperator):
     def _url(self, context: Context) -> str:
         ti = context["ti"]
         return viewer_url(
-            dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index, try_number=ti.try_number
+            dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=outputs.TaskInstanceId.of(ti).map_index,
+            try_number=ti.try_number
         )
 
 

@@ -72,7 +72,7 @@ def _time(value: datetime | str | None) -> str:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            return value
+            return str(value)
     return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
