@@ -30,9 +30,9 @@ from airflow.providers.common.compat.sdk import conf
 from airflow_notebook_provider.engine.errors import NotebookInputError
 from airflow_notebook_provider.engine.storage import safe_piece
 from airflow_notebook_provider.hooks.notebook import NotebookHook
+from airflow_notebook_provider.results import OUTPUT_XCOM_KEY, RECORD_XCOM_KEY
 
-XCOM_KEY = "output_notebook"
-RECORD_XCOM_KEY = "notebook_record"
+XCOM_KEY = OUTPUT_XCOM_KEY
 RECORD_SUFFIX = ".record.json"
 # Seconds a reader (the viewer, the CLI) retries an object store before saying it is unreachable.
 READ_RETRY_SECONDS = 3.0

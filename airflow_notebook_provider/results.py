@@ -15,8 +15,12 @@ from typing import Any
 SCRAP_PREFIX = "application/scrapbook.scrap."
 JSON_MIMETYPE = SCRAP_PREFIX + "json+json"
 SCRAP_VERSION = 1
-# XCom keys the operator pushes itself; a record under one of them would hide it.
-RESERVED_NAMES = frozenset({"return_value", "output_notebook", "notebook_record", "results"})
+# XCom keys the operator pushes itself (defined here, where the kernel can import them without Airflow; ``outputs``
+# owns what the first two mean). A record under one of them would hide it.
+OUTPUT_XCOM_KEY = "output_notebook"
+RECORD_XCOM_KEY = "notebook_record"
+RESULTS_XCOM_KEY = "results"
+RESERVED_NAMES = frozenset({"return_value", OUTPUT_XCOM_KEY, RECORD_XCOM_KEY, RESULTS_XCOM_KEY})
 _JSON_ENCODERS = {"json", "text"}
 
 

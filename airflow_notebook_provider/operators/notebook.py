@@ -29,7 +29,7 @@ from airflow_notebook_provider.exceptions import (
 )
 from airflow_notebook_provider.hooks.notebook import NotebookHook
 from airflow_notebook_provider.links.notebook import NotebookOutputLink, viewer_url
-from airflow_notebook_provider.results import RecordError, read_records
+from airflow_notebook_provider.results import RESULTS_XCOM_KEY, RecordError, read_records
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -197,7 +197,7 @@ class NotebookOperator(BaseOperator):
             raise NotebookTaskError(f"Task {self.task_id}: {exc} Output notebook: {output}") from None
         for name, value in records.items():
             ti.xcom_push(key=name, value=value)
-        ti.xcom_push(key="results", value=records)
+        ti.xcom_push(key=RESULTS_XCOM_KEY, value=records)
         if records:
             self.log.info("Recorded values pushed to XCom: %s", ", ".join(records))
 
