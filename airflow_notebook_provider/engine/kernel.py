@@ -48,6 +48,7 @@ class KernelStopped(Exception):
 class KernelSpecInfo:
     name: str
     language: str
+    display_name: str
 
 
 class KernelProvider(ABC):
@@ -221,7 +222,7 @@ class LocalKernels(KernelProvider):
                 f"{', '.join(self.names())}. Install it (e.g. `python -m ipykernel install --name NAME`) or set "
                 "`kernel_name`."
             ) from None
-        return KernelSpecInfo(name, (spec.language or "python").lower())
+        return KernelSpecInfo(name, (spec.language or "python").lower(), spec.display_name or name)
 
     def create(self, name: str, *, env: Mapping[str, str], cwd: str | None) -> LocalKernel:
         return LocalKernel(name, env=env, cwd=cwd)

@@ -122,6 +122,8 @@ class NotebookRun:
             name = DEFAULT_KERNEL
         spec = kernels.resolve(name, asked_by="`kernel_name`" if self.settings.kernel_name else "the notebook")
         self.kernel_name, self.language = spec.name, spec.language
+        # The kernel that really runs, as Jupyter records it (also completes a partial or missing kernelspec).
+        self.nb.metadata["kernelspec"] = {"name": spec.name, "display_name": spec.display_name, "language": spec.language}
         inject(self.nb, self.parameters, self.language, self.settings.secret_env)
         record.init_record(self.nb, parameters=self.parameters, input_path=self.input_path,
                            output_path=self.output_path, metadata=self.metadata)

@@ -50,6 +50,13 @@ def run(path: Path, out: Path, params: dict | None = None, **settings: object) -
         log.removeHandler(rec)
 
 
+def valid_notebook(path: Path) -> nbformat.NotebookNode:
+    """The output as Jupyter opens it; fails unless it is valid against its nbformat schema."""
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    return nb
+
+
 def early_kernel(cwd: str | None = None) -> EarlyKernel:
     return EarlyKernel(LocalKernels(), "python3", env={}, cwd=cwd)
 
@@ -58,6 +65,7 @@ def test_success_records_papermill_metadata(make_notebook, tmp_path: Path) -> No
     nb = make_notebook("#parameters\nx = 1", "print(x * 2)", "#md text", "x")
     out = tmp_path / "out.ipynb"
     r, _ = run(nb, out, {"x": 21})
+    valid_notebook(out)
     data = read_nb(out)
     pm = data["metadata"]["papermill"]
     assert pm["parameters"] == {"x": 21} and pm["exception"] is None
@@ -90,6 +98,7 @@ def test_failures_leave_a_marked_notebook_and_nothing_runs_after(make_notebook, 
     e = err.value
     assert (e.kind, e.ename, e.cell_index) == (kind, ename, 1)
     assert str(nb) in str(e) and str(out) in str(e) and ename in str(e)
+    valid_notebook(out)
     data = read_nb(out)
     assert data["metadata"]["papermill"]["exception"] is True
     assert ERROR_MARKER_TAG in data["cells"][0]["metadata"]["tags"]
@@ -191,9 +200,40 @@ def test_stop_kills_the_kernel_and_saves_a_stopped_notebook(make_notebook, tmp_p
         r.run()
     assert time.monotonic() - t0 < 15
     assert err.value.kind == "stopped" and "on_kill" in str(err.value)
+    valid_notebook(out)
     data = read_nb(out)
     assert data["cells"][-1]["metadata"]["papermill"]["status"] == "failed"
     assert "was stopped" in "".join(data["cells"][0]["source"])
+    assert not kernel_processes()
+
+
+def test_a_4_4_notebook_failing_after_parameters_is_saved_as_a_valid_4_5(make_notebook, tmp_path: Path) -> None:
+    """Jupyter saved many notebooks as nbformat 4.0-4.4, without cell ids; the cells the engine adds (parameters,
+    error banner and anchor) carry an id, which only 4.5 allows, so the output must be a valid 4.5 notebook."""
+    path = make_notebook("#parameters\nx = 1", "print('x is', x)", "raise ValueError(f'bad {x}')", "print('after')")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.nbformat_minor = 4
+    for cell in nb.cells:
+        del cell["id"]
+    path.write_text(json.dumps(nb))  # nbformat.write would add the ids back
+    original = nbformat.reads(path.read_text(), as_version=4)
+    nbformat.validate(original)
+    assert original.nbformat_minor == 4 and not any("id" in c for c in original.cells)
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(NotebookExecutionError) as err:
+        run(path, out, {"x": 5})
+    assert (err.value.ename, err.value.cell_index) == ("ValueError", 3)  # after the injected parameters
+    data = valid_notebook(out)
+    assert (data.nbformat, data.nbformat_minor) == (4, 5)
+    ids = [c.get("id") for c in data.cells]
+    assert all(isinstance(i, str) and i for i in ids) and len(set(ids)) == len(ids), ids
+    assert ERROR_MARKER_TAG in data.cells[0].metadata.tags
+    injected = [c for c in data.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "x = 5" in injected[0].source
+    failing = [c for c in data.cells if c.cell_type == "code" and c.metadata.papermill.status == "failed"]
+    assert len(failing) == 1 and "raise ValueError" in failing[0].source
+    assert any(o.get("ename") == "ValueError" and o.get("evalue") == "bad 5" for o in failing[0].outputs)
+    assert stream_text(data.cells[-1]) == "" and data.cells[-1].metadata.papermill.status == "pending"
     assert not kernel_processes()
 
 

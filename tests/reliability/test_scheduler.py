@@ -363,29 +363,88 @@ def _shows_running_cell(path: Path) -> bool:
     )
 
 
+# Airflow 3.3 refuses any run id holding '..' (its path-traversal check, before a run exists) and any with '/'
+# (not in ``allowed_run_id_pattern``): a user relies on these never becoming a run.
+TRAVERSAL_RUN_IDS = ("..", "../../escape", "a/../../b", "x%2F..%2Fy")
+# Accepted by Airflow; the default output location must still make them harmless (no hidden folder, no "~").
+# Not ".": Airflow accepts that run id but its own execution API then fails the task (a URL with "/./").
+ODD_RUN_IDS = (".hidden", "~root")
+AIRFLOW_RUN_ID_REFUSALS = ("must not contain '..'", "does not match regex pattern")
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
 def test_hostile_run_ids_cannot_move_the_default_output(stack: Stack) -> None:
-    """Run ids come from whoever triggers the run (UI, API, ``dag_run.conf``-driven tooling); the default output
-    location makes each piece safe, so none can climb out of ``output_base``."""
-    accepted, refused = [], []
-    # Not ".": Airflow accepts that run id but its own execution API then fails the task (a URL with "/./").
-    for run_id in ("..", "../../escape", "a/../../b", ".hidden", "~root", "x%2F..%2Fy"):
+    """Run ids come from whoever triggers the run (UI, API, ``dag_run.conf``-driven tooling): Airflow refuses the
+    ones that could climb out of ``output_base``, and the default output location makes the others safe."""
+    base = stack.home / "outputs"
+    dag_base = base / "rel_paths"
+
+    def notebooks_outside_base() -> set[Path]:
+        return {
+            p for p in _files(stack.home)
+            if p.name.endswith((".ipynb", ".record.json")) and not p.is_relative_to(base)
+        }
+
+    before_base, before_outside = _files(base), notebooks_outside_base()
+    accepted: list[str] = []
+    refused: dict[str, str] = {}
+    for run_id in (*TRAVERSAL_RUN_IDS, *ODD_RUN_IDS):
         try:
             stack.trigger("rel_paths", run_id)
             accepted.append(run_id)
-        except AssertionError:
-            refused.append(run_id)  # Airflow's own run-id check (no '..', no '/') refused it
-    assert accepted, "Airflow refused every run id"
-    assert {"..", "../../escape", "a/../../b"} <= set(refused) | set(accepted)
+        except AssertionError as exc:  # `airflow dags trigger` failed; its output says why
+            refused[run_id] = str(exc)
     wait_for(lambda: _finished(stack.task_states("rel_paths"), len(accepted)), 300, "the rel_paths runs", every=1)
     states = stack.task_states("rel_paths")
-    assert {s for s, _ in states.values()} == {"success"}, states
-    base = stack.home / "outputs"
-    outputs = sorted(p for p in base.joinpath("rel_paths").rglob("*.ipynb"))
-    assert len(outputs) == len(accepted)
-    for path in outputs:
-        assert path.resolve().is_relative_to(base / "rel_paths")
-        parts = path.relative_to(base / "rel_paths").parts
-        assert len(parts) == 3 and not any(part.startswith(".") for part in parts), path  # run / task / attempt
-    strays = [p for p in stack.home.rglob("*.ipynb") if not p.is_relative_to(base) and not p.is_relative_to(stack.work)]
-    assert not strays, strays
-    _report(f"RUN IDS: accepted {accepted} -> {[str(p.relative_to(base)) for p in outputs]}; refused by Airflow {refused}")
+    runs = {r for (r,) in stack.query("SELECT run_id FROM dag_run WHERE dag_id = ?", "rel_paths")}
+    written = _files(base) - before_base
+    outputs: dict[str, Path] = {}  # run id (as recorded in the notebook) -> its output notebook
+    for path in sorted(p for p in written if p.suffix == ".ipynb"):
+        run_id = nbformat.read(str(path), as_version=4).metadata["airflow"]["run_id"]
+        assert run_id not in outputs, f"two output notebooks for run id {run_id!r}: {outputs[run_id]}, {path}"
+        outputs[run_id] = path
+
+    for run_id in (*TRAVERSAL_RUN_IDS, *ODD_RUN_IDS):
+        if run_id in refused:
+            why = refused[run_id]
+            assert any(reason in why for reason in AIRFLOW_RUN_ID_REFUSALS), (
+                f"triggering run id {run_id!r} failed, but not by Airflow's run-id check:\n{why}"
+            )
+            assert run_id not in runs and run_id not in outputs, (
+                f"Airflow refused run id {run_id!r}, yet a run exists for it ({run_id in runs}) "
+                f"or an output notebook was written for it: {outputs.get(run_id)}"
+            )
+            continue
+        path = outputs.get(run_id)
+        assert path is not None, (
+            f"Airflow accepted run id {run_id!r} (task {states.get((run_id, 'hello'))}) but no output notebook "
+            f"was written under {base}; new notebooks outside it: {sorted(notebooks_outside_base() - before_outside)}"
+        )
+        assert states[(run_id, "hello")][0] == "success", (run_id, states, stack.logs())
+        assert path.resolve().is_relative_to(dag_base.resolve()), (
+            f"Airflow accepted run id {run_id!r} and its output notebook escaped {dag_base}: {path}"
+        )
+        parts = path.relative_to(dag_base).parts  # run / task / attempt
+        assert len(parts) == 3 and not any(part.startswith((".", "~")) for part in parts), (
+            f"Airflow accepted run id {run_id!r} and its output notebook is not a plain run/task/attempt path: {path}"
+        )
+
+    # What a user relies on: none of the traversal run ids became a run, the others did.
+    assert list(refused) == list(TRAVERSAL_RUN_IDS), (
+        f"Airflow accepted {[r for r in TRAVERSAL_RUN_IDS if r in accepted]} "
+        f"-> {[str(outputs.get(r)) for r in TRAVERSAL_RUN_IDS if r in accepted]}"
+    )
+    assert accepted == list(ODD_RUN_IDS), f"Airflow refused {[r for r in ODD_RUN_IDS if r in refused]}: {refused}"
+    # Exactly the accepted runs' outputs were written: nothing else under the base, no notebook outside it.
+    assert sorted(outputs) == sorted(accepted), (outputs, accepted)
+    assert {p.parent for p in written} == {outputs[r].parent for r in accepted}, sorted(written)
+    assert not leftover_temp_files(dag_base)
+    strays = notebooks_outside_base() - before_outside
+    assert not strays, f"notebooks written outside {base}: {sorted(strays)}"
+    _report(
+        f"RUN IDS: accepted {accepted} -> {[str(outputs[r].relative_to(base)) for r in accepted]}; "
+        f"refused by Airflow {list(refused)}"
+    )
