@@ -1,13 +1,15 @@
-# Two commands for a fresh machine (Python 3.10+ with venv):
+# Commands for a fresh machine (Python 3.10+ with venv):
 #   make demo   set up, then run the example DAG end to end (SQLite metadata DB, local output folder)
 #   make test   set up, then run the whole test suite
+#   make ui     set up, then the Airflow UI on the demo's home (127.0.0.1 only, prints URL and login)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AIRFLOW_VERSION ?= 3.3.2
 DEMO_HOME ?= $(CURDIR)/airflow-home
 DEMO_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/example_dags AIRFLOW__CORE__LOAD_EXAMPLES=False
+UI_PORT ?= 8080
 
-.PHONY: setup demo test lint bench bench-smoke clean
+.PHONY: setup demo ui test lint bench bench-smoke clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +25,15 @@ demo: setup
 	$(DEMO_ENV) $(VENV)/bin/airflow db migrate > /dev/null
 	$(DEMO_ENV) $(VENV)/bin/airflow dags test example_notebook_daily_report
 	@echo "Output notebooks:" && find $(DEMO_HOME)/notebook_outputs -name '*.ipynb' -newer $(VENV)/.installed | sort
+
+# The demo's home, when `make demo` has not made it yet.
+$(DEMO_HOME)/airflow.db: | setup
+	$(DEMO_ENV) $(VENV)/bin/airflow db migrate > /dev/null
+
+# `airflow standalone` on 127.0.0.1:$(UI_PORT), in the foreground (Ctrl-C stops it), with the venv's bin first on
+# PATH: standalone starts `airflow scheduler`, `airflow api-server`... from PATH. Prints the URL and login once up.
+ui: setup $(DEMO_HOME)/airflow.db
+	env $(DEMO_ENV) UI_PORT=$(UI_PORT) $(PY) scripts/ui.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
