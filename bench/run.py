@@ -99,7 +99,7 @@ class Worker:
         for line in self.proc.stdout:
             if line.startswith(prefix):
                 return line
-        tail = (self.tmp / "worker.log").read_text(errors="replace")[-3000:]
+        tail = (self.tmp / "worker.log").read_text(errors="replace")[-12000:]
         raise RuntimeError(f"{self.variant} worker exited (code {self.proc.wait()}):\n{tail}")
 
     def submit(self, notebook: Path) -> None:
@@ -119,7 +119,7 @@ class Worker:
         res["writes"] = self.pending["counter"].close()
         res["variant"] = self.variant
         if "error" in res:
-            tail = (self.tmp / "worker.log").read_text(errors="replace")[-3000:]
+            tail = (self.tmp / "worker.log").read_text(errors="replace")[-12000:]
             raise RuntimeError(f"{self.variant} failed: {res['error']}\n{tail}")
         if self.variant in WRITES_OUTPUT:
             res["output_ok"] = check_output(self.pending["output"])

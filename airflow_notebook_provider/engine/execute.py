@@ -71,7 +71,7 @@ class Execution:
         self.hooks = hooks or RunHooks()
         self._early_kernel = early_kernel
         self._secret_env = _secret_env(secrets or {})
-        self.settings.env = {**self.settings.env, **{var: value for var, value in self._secret_env.values()}}
+        self.settings.env = {**self.settings.env, **dict(self._secret_env.values())}
         self.settings.secret_env = {name: var for name, (var, _) in self._secret_env.items()}
         self._tmp_cwd: str | None = None
         self._early: EarlyKernel | None = None
