@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_exec(p: argparse.ArgumentParser) -> None:
         p.add_argument("-k", "--kernel", help="kernel to run (default: the notebook's kernelspec, then python3)")
+        p.add_argument("--language", help="language the parameters are written in (default: the kernel's)")
+        p.add_argument("--python", metavar="PATH", help="interpreter of the notebook's own environment (with ipykernel)")
         p.add_argument("--cell-timeout", type=float, metavar="S", help="seconds one cell may run (default: no limit)")
         p.add_argument("--log-output", action="store_true", help="print the cells' output and progress as a task log does")
         add_conn(p)

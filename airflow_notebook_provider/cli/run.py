@@ -19,6 +19,7 @@ from airflow_notebook_provider.engine import (
     NotebookExecutionError,
     OutputIsInputError,
     RunHooks,
+    kernel_provider,
     load,
     read_run,
 )
@@ -50,7 +51,8 @@ def execute(
         )
     secrets = {name: os.environ[var] for name, var in secret_names.items()}
     notebook, output = storage.absolute(notebook), storage.absolute(output)
-    settings = ExecutionSettings(kernel_name=args.kernel, cell_timeout=args.cell_timeout, log_output=args.log_output)
+    settings = ExecutionSettings(kernel_name=args.kernel, language=args.language, kernels=kernel_provider(args.python),
+                                 cell_timeout=args.cell_timeout, log_output=args.log_output)
     try:
         with KernelStderr() as kernel_stderr:  # the kernel, started early below, inherits the redirected stderr
             progress = Progress(kernel_stderr.terminal, verbose=args.log_output)

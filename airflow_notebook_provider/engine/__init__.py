@@ -23,7 +23,13 @@ from airflow_notebook_provider.engine.notebook import dumps, load, sha256
 from airflow_notebook_provider.engine.parameters import prepare as prepare_parameters
 from airflow_notebook_provider.engine.record import RunSummary, read_run
 from airflow_notebook_provider.engine.runner import NotebookRun
-from airflow_notebook_provider.engine.settings import ExecutionSettings, KernelReady, RunHooks, RunResult
+from airflow_notebook_provider.engine.settings import (
+    ExecutionSettings,
+    KernelReady,
+    RunHooks,
+    RunResult,
+    kernel_provider,
+)
 
 __all__ = [
     "SECRET_ENV_PREFIX",
@@ -49,6 +55,7 @@ __all__ = [
     "RunSummary",
     "dumps",
     "execute_notebook",
+    "kernel_provider",
     "load",
     "prepare_parameters",
     "read_run",

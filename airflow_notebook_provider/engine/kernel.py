@@ -2,9 +2,10 @@
 
 The run executes cells through a ``Kernel``'s jupyter_client manager and client (``km``, ``kc``), which is all
 nbclient needs, and knows nothing else about where the kernel lives. ``LocalKernels`` / ``LocalKernel`` (a
-kernelspec installed where the task runs, in its own process group) is the implementation today; a kernel in
-another Python environment or behind a Jupyter gateway is another ``KernelProvider`` and ``Kernel`` pair,
-passed in ``ExecutionSettings.kernels``, with no change to the cell loop.
+kernelspec installed where the task runs, in its own process group) is the implementation today, and
+``environments.PythonEnvironment`` runs ``LocalKernel`` on another Python environment's interpreter; a kernel
+behind a Jupyter gateway is another ``KernelProvider`` and ``Kernel`` pair, passed in ``ExecutionSettings.kernels``,
+with no change to the cell loop.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
@@ -59,8 +60,9 @@ class KernelProvider(ABC):
         """Kernel names this provider offers (for error messages)."""
 
     @abstractmethod
-    def resolve(self, name: str, *, asked_by: str) -> KernelSpecInfo:
-        """The kernel's name and language; ``NotebookInputError`` naming the offered kernels if there is none."""
+    def resolve(self, name: str, *, explicit: bool) -> KernelSpecInfo:
+        """The kernel's name and language; ``NotebookInputError`` naming the offered kernels if there is none.
+        ``explicit``: the name is the caller's ``kernel_name``, not the notebook's kernelspec."""
 
     @abstractmethod
     def create(self, name: str, *, env: Mapping[str, str], cwd: str | None) -> Kernel:
@@ -213,7 +215,8 @@ class LocalKernels(KernelProvider):
     def names(self) -> list[str]:
         return sorted(KernelSpecManager().find_kernel_specs())
 
-    def resolve(self, name: str, *, asked_by: str) -> KernelSpecInfo:
+    def resolve(self, name: str, *, explicit: bool) -> KernelSpecInfo:
+        asked_by = "`kernel_name`" if explicit else "the notebook"
         try:
             spec = KernelSpecManager().get_kernel_spec(name)
         except NoSuchKernel:
@@ -229,14 +232,29 @@ class LocalKernels(KernelProvider):
 
 
 class LocalKernel(Kernel):
-    """A kernelspec's process on this machine, a session leader, so that one SIGKILL of its group ends it all."""
+    """A kernelspec's process on this machine, a session leader, so that one SIGKILL of its group ends it all.
 
-    def __init__(self, name: str, *, env: Mapping[str, str], cwd: str | None) -> None:
+    By default the kernelspec is the one installed under ``name`` and the kernel inherits this process's
+    environment, plus ``env``. Two optional arguments serve providers whose kernels are not installed here
+    (``PythonEnvironment``): ``kernel_specs``, a jupyter_client ``KernelSpecManager`` that the kernel manager asks
+    for ``name``'s spec (looked up when the kernel is spawned, not before), and ``unset_env``, variables of this
+    process's environment that the kernel does not inherit (``env`` and the spec's own ``env`` still apply).
+    """
+
+    def __init__(self, name: str, *, env: Mapping[str, str], cwd: str | None,
+                 kernel_specs: KernelSpecManager | None = None, unset_env: Collection[str] = ()) -> None:
         self.name = name
         self.env = dict(env)
         self.cwd = cwd
+        self.kernel_specs = kernel_specs
+        self.unset_env = frozenset(unset_env)
         self.pid: int | None = None
-        self.km = AsyncKernelManager(kernel_name=name)
+        self.km = self._manager()
+
+    def _manager(self) -> AsyncKernelManager:
+        if self.kernel_specs is None:
+            return AsyncKernelManager(kernel_name=self.name)
+        return AsyncKernelManager(kernel_name=self.name, kernel_spec_manager=self.kernel_specs)
 
     @property
     def spawned(self) -> bool:
@@ -246,7 +264,8 @@ class LocalKernel(Kernel):
         # ipykernel's history in memory: concurrent kernels sharing one SQLite history file lock each other out.
         args = ["--HistoryManager.hist_file=:memory:"] if getattr(self.km, "ipykernel", False) else []
         kwargs: dict[str, Any] = {"cwd": self.cwd} if self.cwd else {}
-        await ensure_async(self.km.start_kernel(extra_arguments=args, env={**os.environ, **self.env}, **kwargs))
+        inherited = {k: v for k, v in os.environ.items() if k not in self.unset_env}
+        await ensure_async(self.km.start_kernel(extra_arguments=args, env={**inherited, **self.env}, **kwargs))
         proc = _compat.kernel_process(self.km)
         self.pid = getattr(proc, "pid", None) or -1
 
@@ -280,7 +299,7 @@ class LocalKernel(Kernel):
 
     def reset(self) -> None:
         self.pid = None
-        self.km = AsyncKernelManager(kernel_name=self.name)
+        self.km = self._manager()
 
 
 class EarlyKernel:

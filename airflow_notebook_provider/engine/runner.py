@@ -120,8 +120,10 @@ class NotebookRun:
                 self.input_path, DEFAULT_KERNEL,
             )
             name = DEFAULT_KERNEL
-        spec = kernels.resolve(name, asked_by="`kernel_name`" if self.settings.kernel_name else "the notebook")
-        self.kernel_name, self.language = spec.name, spec.language
+        spec = kernels.resolve(name, explicit=bool(self.settings.kernel_name))
+        self.kernel_name = spec.name
+        self.language = (self.settings.language or spec.language
+                         or self.nb.metadata.get("language_info", {}).get("name") or "python").lower()
         # The kernel that really runs, as Jupyter records it (also completes a partial or missing kernelspec).
         self.nb.metadata["kernelspec"] = {"name": spec.name, "display_name": spec.display_name, "language": spec.language}
         inject(self.nb, self.parameters, self.language, self.settings.secret_env)

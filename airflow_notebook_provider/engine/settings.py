@@ -19,6 +19,9 @@ class ExecutionSettings:
 
     kernel_name: str | None = None
     """Kernel to start; default: the notebook's kernelspec, then ``python3``."""
+    language: str | None = None
+    """Language the parameters are written in; default: the kernelspec's ``language``, then the notebook's
+    ``language_info.name``. Set it for a kernel whose kernelspec names no language or a wrong one."""
     cell_timeout: float | None = None
     """Seconds one cell may run; None means no limit."""
     startup_timeout: float = 60.0
@@ -39,6 +42,15 @@ class ExecutionSettings:
     fills it from its ``secrets``."""
     kernels: KernelProvider = field(default_factory=LocalKernels)
     """Where kernels come from: installed kernelspecs by default; the plug point for other kinds of kernel."""
+
+
+def kernel_provider(python: str | None = None) -> KernelProvider:
+    """Installed kernelspecs, or with ``python`` the kernels of that interpreter's own environment."""
+    if not python:
+        return LocalKernels()
+    from airflow_notebook_provider.engine.environments import PythonEnvironment
+
+    return PythonEnvironment(python)
 
 
 @dataclass(frozen=True)

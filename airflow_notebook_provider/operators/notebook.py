@@ -19,6 +19,7 @@ from airflow_notebook_provider.engine import (
     NotebookStorageError,
     OutputIsInputError,
     RunHooks,
+    kernel_provider,
 )
 from airflow_notebook_provider.engine.writer import WriteKind
 from airflow_notebook_provider.exceptions import (
@@ -49,7 +50,13 @@ class NotebookOperator(BaseOperator):
         attempt writes ``<name>.attempt-<try_number>.ipynb`` beside it instead: nothing is overwritten.
     :param parameters: Values injected after the cell tagged ``parameters``, as papermill does. Templated, nested.
     :param conn_id: Airflow connection for object-storage URLs (input and output).
-    :param kernel_name: Kernel to run; default: the notebook's kernelspec, then ``python3``. Templated.
+    :param kernel_name: Kernel to run; default: the notebook's kernelspec, then ``python3``. With ``python``, a
+        kernelspec installed in that environment. Templated.
+    :param language: Language the parameters are written in (``python``, ``r``, ``julia``, ``bash``, ...); default:
+        the kernelspec's, then the notebook's ``language_info``. Templated.
+    :param python: Interpreter of the notebook's own environment (e.g. ``/opt/envs/report/bin/python``, with
+        ``ipykernel`` installed there): the kernel runs with it, no kernelspec needed, and the worker's Airflow
+        environment is not on its path. Templated.
     :param cell_timeout: Seconds one cell may run (None: no limit).
     :param startup_timeout: Seconds the kernel may take to start.
     :param env: Extra environment variables for the kernel. Templated.
@@ -68,7 +75,9 @@ class NotebookOperator(BaseOperator):
     under their names, and all together as a dict under ``results``.
     """
 
-    template_fields: Sequence[str] = ("notebook", "output_notebook", "parameters", "kernel_name", "env", "cwd")
+    template_fields: Sequence[str] = (
+        "notebook", "output_notebook", "parameters", "kernel_name", "language", "python", "env", "cwd",
+    )
     template_fields_renderers = {"parameters": "json", "env": "json"}
     operator_extra_links = (NotebookOutputLink(),)
     ui_color = "#f3e9dc"
@@ -84,6 +93,8 @@ class NotebookOperator(BaseOperator):
         parameters: Mapping[str, Any] | None = None,
         conn_id: str | None = None,
         kernel_name: str | None = None,
+        language: str | None = None,
+        python: str | None = None,
         cell_timeout: float | None = None,
         startup_timeout: float = 60.0,
         env: Mapping[str, str] | None = None,
@@ -100,6 +111,8 @@ class NotebookOperator(BaseOperator):
         self.parameters = parameters if parameters is not None else {}
         self.conn_id = conn_id
         self.kernel_name = kernel_name
+        self.language = language
+        self.python = python
         self.cell_timeout = cell_timeout
         self.startup_timeout = startup_timeout
         self.env = env if env is not None else {}
@@ -246,6 +259,10 @@ class NotebookOperator(BaseOperator):
             raise ValueError(f"`notebook` must be a path or URL of an .ipynb file, got {self.notebook!r}")
         if self.output_notebook is not None and (not isinstance(self.output_notebook, str) or not self.output_notebook.strip()):
             raise ValueError(f"`output_notebook` must be a path or URL, or None for the default, got {self.output_notebook!r}")
+        for name in ("kernel_name", "language", "python"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"`{name}` must be a string or None, got {value!r}")
         if not isinstance(self.env, Mapping) or not all(isinstance(k, str) for k in self.env):
             raise ValueError(f"`env` must be a dict of variable name to value, got {self.env!r}")
         interval = self.checkpoint_interval
@@ -253,6 +270,8 @@ class NotebookOperator(BaseOperator):
             interval = conf.getfloat("notebook", "checkpoint_interval", fallback=30.0)
         return ExecutionSettings(
             kernel_name=self.kernel_name or None,
+            language=self.language or None,
+            kernels=kernel_provider(self.python),
             cell_timeout=seconds("cell_timeout", self.cell_timeout, True),
             startup_timeout=seconds("startup_timeout", self.startup_timeout, False) or 60.0,
             env={k: str(v) for k, v in self.env.items()},

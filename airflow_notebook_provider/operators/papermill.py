@@ -43,8 +43,7 @@ class PapermillOperator(NotebookOperator):
         provider's default layout is used) and never overwritten by a retry (``<name>.attempt-<n>.ipynb``).
     :param parameters: Notebook parameters. Templated.
     :param kernel_name: Kernel to run instead of the notebook's. Templated.
-    :param language_name: Accepted for compatibility and ignored: the kernel's own language picks how parameters
-        are written.
+    :param language_name: Language the parameters are written in, as ``language`` (default: the kernel's own).
     :param kernel_conn_id: Remote kernels are not supported; a task setting it fails with a clear error.
     :param log_output: Send the cells' stdout/stderr to the task log (default ``False``, as in papermill).
     :param nbconvert: Accepted and ignored, as the papermill provider itself ignored it.
@@ -103,6 +102,7 @@ class PapermillOperator(NotebookOperator):
         if self.nbconvert or self.nbconvert_args:
             self.log.warning("`nbconvert` and `nbconvert_args` are ignored (the papermill provider ignored them too).")
         self.notebook = _location(self.input_nb) or ""
+        self.language = self.language or self.language_name
         self.output_notebook = _location(self.output_nb)
         nb_params = getattr(self.input_nb, "parameters", None)
         if not self._parameters_given and isinstance(nb_params, Mapping):
