@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test,bench]" "apache-airflow==$(AIRFLOW_VERSION)" -c constraints.txt
+	$(PY) -m bash_kernel.install --sys-prefix > /dev/null  # the bash kernelspec, inside the venv
 	touch $@
 
 demo: setup

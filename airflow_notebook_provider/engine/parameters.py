@@ -1,8 +1,7 @@
 """Parameters as data: validate names, write values as literals, inject the papermill-style cell.
 
-Values are never pasted into code as text: each one is written by a translator as a literal of the kernel's
-language, so a string that looks like code stays a string. Python is built in; add a language by subclassing
-``Translator`` and registering it in ``TRANSLATORS``.
+Values are never pasted into code as text: each one is written by a translator (``translators.py``) as a literal
+of the kernel's language, so a string that looks like code stays a string.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from airflow_notebook_provider.engine.errors import ParameterError
+from airflow_notebook_provider.engine.translators import translator_for
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
@@ -91,127 +91,6 @@ def to_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: to_json(v) for k, v in value.items()}
     return value
-
-
-class Translator:
-    """Writes normalized values as literals of one kernel language; one method per value type."""
-
-    comment_prefix = "#"
-
-    def translate(self, value: Any) -> str:
-        if value is None:
-            return self.translate_none()
-        if isinstance(value, bool):
-            return self.translate_bool(value)
-        if isinstance(value, int):
-            return self.translate_int(value)
-        if isinstance(value, float):
-            return self.translate_float(value)
-        if isinstance(value, str):
-            return self.translate_str(value)
-        if isinstance(value, tuple):
-            return self.translate_tuple(value)
-        if isinstance(value, list):
-            return self.translate_list(value)
-        if isinstance(value, dict):
-            return self.translate_dict(value)
-        raise ParameterError(f"No literal for a value of type {type(value).__name__}: {value!r}")
-
-    def translate_none(self) -> str:
-        raise NotImplementedError
-
-    def translate_bool(self, value: bool) -> str:
-        raise NotImplementedError
-
-    def translate_int(self, value: int) -> str:
-        raise NotImplementedError
-
-    def translate_float(self, value: float) -> str:
-        raise NotImplementedError
-
-    def translate_str(self, value: str) -> str:
-        raise NotImplementedError
-
-    def translate_list(self, value: list[Any]) -> str:
-        raise NotImplementedError
-
-    def translate_tuple(self, value: tuple[Any, ...]) -> str:
-        return self.translate_list(list(value))
-
-    def translate_dict(self, value: dict[Any, Any]) -> str:
-        raise NotImplementedError
-
-    def assign(self, name: str, literal: str) -> str:
-        raise NotImplementedError
-
-    def read_env(self, variable: str) -> str:
-        """An expression reading environment variable ``variable`` (how secret parameters reach the kernel)."""
-        raise ParameterError(f"{type(self).__name__} cannot read secret parameters from the environment.")
-
-    def codify(
-        self, parameters: Mapping[str, Any], comment: str = "Parameters", secret_env: Mapping[str, str] | None = None
-    ) -> str:
-        lines = [f"{self.comment_prefix} {comment}"]
-        lines += [self.assign(name, self.translate(value)) for name, value in parameters.items()]
-        if secret_env:
-            lines.append(f"{self.comment_prefix} Secret parameters: read from the kernel's environment, never written here")
-            lines += [self.assign(validate_name(name), self.read_env(var)) for name, var in secret_env.items()]
-        return "\n".join(lines) + "\n"
-
-
-class PythonTranslator(Translator):
-    """Python literals; ``ast.literal_eval`` of each right-hand side gives the value back exactly."""
-
-    def translate_none(self) -> str:
-        return "None"
-
-    def translate_bool(self, value: bool) -> str:
-        return "True" if value else "False"
-
-    def translate_int(self, value: int) -> str:
-        return int.__repr__(value)
-
-    def translate_float(self, value: float) -> str:
-        if math.isnan(value):
-            return "float('nan')"
-        if math.isinf(value):
-            return "float('inf')" if value > 0 else "float('-inf')"
-        return float.__repr__(value)
-
-    def translate_str(self, value: str) -> str:
-        # str.__repr__ escapes quotes, backslashes, newlines and lone surrogates, and ignores str subclasses.
-        return str.__repr__(value)
-
-    def translate_list(self, value: list[Any]) -> str:
-        return "[" + ", ".join(self.translate(v) for v in value) + "]"
-
-    def translate_tuple(self, value: tuple[Any, ...]) -> str:
-        if len(value) == 1:
-            return "(" + self.translate(value[0]) + ",)"
-        return "(" + ", ".join(self.translate(v) for v in value) + ")"
-
-    def translate_dict(self, value: dict[Any, Any]) -> str:
-        return "{" + ", ".join(f"{self.translate(k)}: {self.translate(v)}" for k, v in value.items()) + "}"
-
-    def assign(self, name: str, literal: str) -> str:
-        return f"{name} = {literal}"
-
-    def read_env(self, variable: str) -> str:
-        return f"__import__('os').environ[{str.__repr__(variable)}]"
-
-
-TRANSLATORS: dict[str, Translator] = {"python": PythonTranslator()}
-
-
-def translator_for(language: str) -> Translator:
-    try:
-        return TRANSLATORS[language.lower()]
-    except KeyError:
-        known = ", ".join(sorted(TRANSLATORS))
-        raise ParameterError(
-            f"No parameter translator for kernel language {language!r} (known: {known}). Run without "
-            "parameters, or register a Translator in airflow_notebook_provider.engine.parameters.TRANSLATORS."
-        ) from None
 
 
 def find_tagged(nb: NotebookNode, tag: str) -> int:

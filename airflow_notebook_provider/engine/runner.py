@@ -265,7 +265,8 @@ class NotebookRun:
                 clean_exit = exc.ename == "SystemExit" and exc.evalue.strip() in _CLEAN_EXIT_VALUES
                 if not clean_exit:
                     evalue = _MEMORY_ERROR if exc.ename == "MemoryError" and not exc.evalue.strip() else exc.evalue
-                    failure = self._failure("error", exc.ename, evalue, index, _error_traceback(cell))
+                    # Some kernels (bash_kernel) name no error: the exit status is all they report.
+                    failure = self._failure("error", exc.ename or "Error", evalue, index, _error_traceback(cell))
             except CellTimeoutError:
                 failure = self._failure("timeout", "CellTimeoutError", "the cell ran longer than "
                                         f"cell_timeout={self.settings.cell_timeout:g} s and was stopped", index)

@@ -13,14 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_notebook_provider.engine.errors import ParameterError
-from airflow_notebook_provider.engine.parameters import (
-    INJECTED_TAG,
-    PythonTranslator,
-    inject,
-    prepare,
-    to_json,
-    translator_for,
-)
+from airflow_notebook_provider.engine.parameters import INJECTED_TAG, inject, prepare, to_json
+from airflow_notebook_provider.engine.translators import PythonTranslator, translator_for
 
 
 def evaluate_injected(source: str) -> dict[str, object]:
@@ -121,8 +115,8 @@ def test_parameters_must_be_a_mapping() -> None:
         prepare(["a", 1])  # type: ignore[arg-type]
 
 
-def test_unknown_language_says_how_to_add_one() -> None:
-    with pytest.raises(ParameterError, match="TRANSLATORS"):
+def test_unknown_language_names_it_and_the_argument_to_set() -> None:
+    with pytest.raises(ParameterError, match="'cobol'.*Set `language=`"):
         translator_for("cobol")
 
 
