@@ -153,6 +153,12 @@ def test_bash_values_round_trip(bash_kernel: Any, value: Any) -> None:
     assert words == as_bash_words(value), source
 
 
+def test_bash_secret_parameter_reads_the_environment(bash_kernel: Any) -> None:
+    source = translator_for("bash").codify({}, secret_env={"token": "HOME"})
+    assert 'token="${HOME}"' in source
+    assert run_code(bash_kernel, source + 'printf "%s" "$token"') == run_code(bash_kernel, 'printf "%s" "$HOME"')
+
+
 def test_bash_refuses_what_it_cannot_hold() -> None:
     from airflow_notebook_provider.engine.errors import ParameterError
 
@@ -191,6 +197,12 @@ def test_octave_values_round_trip(octave_kernel: Any, value: Any) -> None:
     source = translator_for("octave").codify({"x": value})
     printed = run_code(octave_kernel, OCTAVE_TO_JSON + source + "disp(anp_json(x))")
     assert json.loads(printed) == value, source
+
+
+def test_octave_secret_parameter_reads_the_environment(octave_kernel: Any) -> None:
+    source = translator_for("octave").codify({}, secret_env={"token": "HOME"})
+    assert "token = getenv('HOME');" in source
+    assert run_code(octave_kernel, source + "disp(token)").strip() == os.environ["HOME"]
 
 
 # -- a failure is recorded as in Python ---------------------------------------------------------------------------------
