@@ -4,6 +4,7 @@
 - ``pull``: fetch an output notebook (path, URL or the UI's viewer link) and write a ready-to-debug copy.
 - ``rerun``: run the original notebook again with the parameters an output notebook recorded.
 - ``inspect``: print the record of a run (identity, parameters, status, failing cell, durations per cell).
+- ``params``: the parameters a notebook declares (name, default, type, help), without running it.
 
 This module parses arguments; ``run.py`` and ``debug.py`` hold the commands, ``storage.py`` and ``progress.py``
 what they read, write and show. Local files need no Airflow configuration: Airflow is imported only for
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 
 from airflow_notebook_provider import __version__
 from airflow_notebook_provider.cli.debug import cmd_inspect, cmd_pull
+from airflow_notebook_provider.cli.params import cmd_params
 from airflow_notebook_provider.cli.run import PROG, cmd_rerun, cmd_run
 from airflow_notebook_provider.cli.storage import CliError
 from airflow_notebook_provider.engine import SECRET_ENV_PREFIX, NotebookError
@@ -67,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebook", help="run this notebook instead of the recorded input (e.g. your fixed copy)")
     add_exec(p)
     p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser("params", help="list the parameters a notebook declares, without running it")
+    p.add_argument("notebook", help="notebook: path or URL")
+    p.add_argument("--language", help="read the parameters cell as this language (default: the notebook's)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_conn(p)
+    p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("inspect", help="print the record of a run")
     p.add_argument("output_notebook", help="output notebook path, URL or viewer link")

@@ -9,6 +9,7 @@ and record it (``record.py``) in the output notebook, which ``writer.py`` writes
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +27,9 @@ from airflow_notebook_provider.engine.errors import (
     NotebookExecutionError,
     NotebookInputError,
     NotebookStorageError,
+    ParameterError,
 )
+from airflow_notebook_provider.engine.introspect import NotIntrospectable, declared_parameters
 from airflow_notebook_provider.engine.kernel import (
     DEFAULT_KERNEL,
     EarlyKernel,
@@ -126,10 +129,34 @@ class NotebookRun:
                          or self.nb.metadata.get("language_info", {}).get("name") or "python").lower()
         # The kernel that really runs, as Jupyter records it (also completes a partial or missing kernelspec).
         self.nb.metadata["kernelspec"] = {"name": spec.name, "display_name": spec.display_name, "language": spec.language}
+        self._check_declared()
         inject(self.nb, self.parameters, self.language, self.settings.secret_env)
         record.init_record(self.nb, parameters=self.parameters, input_path=self.input_path,
                            output_path=self.output_path, metadata=self.metadata)
         self._prepared = True
+
+    def _check_declared(self) -> None:
+        """Name the parameters the notebook does not declare (a typo would silently leave the default in place)."""
+        mode, names = self.settings.unknown_parameters, [*self.parameters, *self.settings.secret_env]
+        if mode == "ignore" or not names:
+            return
+        try:
+            declared = declared_parameters(self.nb, self.language or "python")
+        except NotIntrospectable as exc:
+            self.log.debug("Declared parameters not checked: %s", exc)
+            return
+        if declared is None:
+            return  # no parameters cell: inject() says so
+        known = [p.name for p in declared]
+        unknown = [n for n in names if n not in known]
+        if not unknown:
+            return
+        hints = [f"did you mean `{m[0]}` for `{n}`?" for n in unknown if (m := difflib.get_close_matches(n, known, 1))]
+        msg = (f"{self.input_path} does not declare {', '.join(repr(n) for n in unknown)} in its parameters cell "
+               f"(it declares: {', '.join(known) or 'nothing'}){'; ' + ' '.join(hints) if hints else ''}")
+        if mode == "fail":
+            raise ParameterError(msg + ". Fix the name, or set unknown_parameters='warn' to inject it anyway.")
+        self.log.warning("%s. Injected anyway (unknown_parameters='warn').", msg)
 
     def run(self, early: EarlyKernel | None = None) -> RunResult:
         """Run every cell; return the result, or raise ``NotebookExecutionError`` with the notebook saved.

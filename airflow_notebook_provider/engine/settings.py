@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from nbformat import NotebookNode
 
@@ -40,6 +40,9 @@ class ExecutionSettings:
     """Secret parameter name -> environment variable holding its value (the value is in ``env``); the injected
     cell reads the variable, so the value is never written into the notebook or its metadata. ``Execution``
     fills it from its ``secrets``."""
+    unknown_parameters: Literal["warn", "fail", "ignore"] = "warn"
+    """A parameter the notebook's ``parameters`` cell does not declare: logged with the closest declared name
+    (``warn``), refused before any cell runs (``fail``), or injected silently (``ignore``)."""
     kernels: KernelProvider = field(default_factory=LocalKernels)
     """Where kernels come from: installed kernelspecs by default; the plug point for other kinds of kernel."""
 

@@ -57,6 +57,9 @@ class NotebookOperator(BaseOperator):
     :param python: Interpreter of the notebook's own environment (e.g. ``/opt/envs/report/bin/python``, with
         ``ipykernel`` installed there): the kernel runs with it, no kernelspec needed, and the worker's Airflow
         environment is not on its path. Templated.
+    :param unknown_parameters: A parameter the notebook's ``parameters`` cell does not declare (a typo would leave
+        the default in place): ``"warn"`` (default) names it in the log with the closest declared name, ``"fail"``
+        fails the task before any cell runs, without retries, ``"ignore"`` injects it silently.
     :param cell_timeout: Seconds one cell may run (None: no limit).
     :param startup_timeout: Seconds the kernel may take to start.
     :param env: Extra environment variables for the kernel. Templated.
@@ -95,6 +98,7 @@ class NotebookOperator(BaseOperator):
         kernel_name: str | None = None,
         language: str | None = None,
         python: str | None = None,
+        unknown_parameters: str = "warn",
         cell_timeout: float | None = None,
         startup_timeout: float = 60.0,
         env: Mapping[str, str] | None = None,
@@ -113,6 +117,7 @@ class NotebookOperator(BaseOperator):
         self.kernel_name = kernel_name
         self.language = language
         self.python = python
+        self.unknown_parameters = unknown_parameters
         self.cell_timeout = cell_timeout
         self.startup_timeout = startup_timeout
         self.env = env if env is not None else {}
@@ -259,6 +264,8 @@ class NotebookOperator(BaseOperator):
             raise ValueError(f"`notebook` must be a path or URL of an .ipynb file, got {self.notebook!r}")
         if self.output_notebook is not None and (not isinstance(self.output_notebook, str) or not self.output_notebook.strip()):
             raise ValueError(f"`output_notebook` must be a path or URL, or None for the default, got {self.output_notebook!r}")
+        if self.unknown_parameters not in ("warn", "fail", "ignore"):
+            raise ValueError(f"`unknown_parameters` must be 'warn', 'fail' or 'ignore', got {self.unknown_parameters!r}")
         for name in ("kernel_name", "language", "python"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -271,6 +278,7 @@ class NotebookOperator(BaseOperator):
         return ExecutionSettings(
             kernel_name=self.kernel_name or None,
             language=self.language or None,
+            unknown_parameters=self.unknown_parameters,  # type: ignore[arg-type]  # checked above
             kernels=kernel_provider(self.python),
             cell_timeout=seconds("cell_timeout", self.cell_timeout, True),
             startup_timeout=seconds("startup_timeout", self.startup_timeout, False) or 60.0,
