@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pendulum
+import pytest
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
@@ -48,3 +49,21 @@ def test_params_command(make_notebook) -> None:
                                    timeout=60).stdout)
     assert [(p["name"], p["value"], p["type"], p["help"]) for p in js["parameters"]] == [
         ("region", "eu", "str", "sales region"), ("limit", 10, "int", "")]
+
+
+def test_trigger_form_from_the_notebook(airflow_db, output_base: Path) -> None:
+    """The example DAG as shipped: a conf of the right types reaches the notebook with its types; a wrong type is
+    refused by Airflow before a task runs."""
+    from airflow.exceptions import ParamValidationError
+
+    from tests.dag.test_results_and_fan_out import load_example
+
+    dag = load_example("example_notebook_trigger_form").dag
+    assert {name: p.schema.get("type") for name, p in dag.params.items()} == {
+        "day": "string", "limit": "integer", "regions": "array"}
+    res = run_dag(dag, run_conf={"day": "2024-02-03", "limit": 2, "regions": ["us", "asia"]})
+    assert res["report"].state == "success"
+    out = read_nb(res["report"].xcom["output_notebook"])
+    assert out["metadata"]["papermill"]["parameters"] == {"day": "2024-02-03", "limit": 2, "regions": ["us", "asia"]}
+    with pytest.raises(ParamValidationError, match="limit"):
+        run_dag(dag, run_conf={"limit": "many"})
