@@ -1,0 +1,66 @@
+"""bash and sh variables."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from airflow_notebook_provider.engine.errors import ParameterError
+from airflow_notebook_provider.engine.translators.base import Translator, no_nul
+
+_BASH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class BashTranslator(Translator):
+    """bash variables: scalars, and arrays of scalars (``(a b)``); bash has no nested lists or dicts, which are
+    refused. Every value is a string to bash: True/False become ``true``/``false``, None the empty string. Strings
+    are ``$'...'`` with each character outside printable ASCII as its UTF-8 bytes (``\\xHH``): bash_kernel types
+    code into an interactive bash, where a raw TAB is eaten by completion and U+2028 splits a line."""
+
+    language = "bash"
+
+    def translate_none(self) -> str:
+        return "''"
+
+    def translate_int(self, value: int) -> str:
+        return self.translate_str(str(value))
+
+    def translate_float(self, value: float) -> str:
+        return self.translate_str(float.__repr__(value))
+
+    def translate_bool(self, value: bool) -> str:
+        return "true" if value else "false"
+
+    def translate_str(self, value: str) -> str:
+        no_nul(value, "bash")
+        out = []
+        for ch in value:
+            if ch in "\\'":
+                out.append("\\" + ch)
+            elif " " <= ch <= "~":
+                out.append(ch)
+            else:
+                out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8"))
+        return "$'" + "".join(out) + "'"
+
+    def translate_list(self, value: list[Any]) -> str:
+        for v in value:
+            if isinstance(v, list | tuple | dict):
+                raise ParameterError("bash arrays hold scalars only: a nested list or dict cannot be a bash value; "
+                                     "pass it as a JSON string and parse it with jq.")
+        return "(" + " ".join(self.translate(v) for v in value) + ")"
+
+    def translate_dict(self, value: dict[Any, Any]) -> str:
+        raise ParameterError("bash has no dict value (an associative array needs `declare -A`); pass it as a JSON "
+                             "string and parse it with jq.")
+
+    def assign(self, name: str, literal: str) -> str:
+        # unset first: assigning a scalar to a name the parameters cell made an array keeps the other elements.
+        return f"unset -v {name}; {name}={literal}"
+
+    def check_name(self, name: str) -> None:
+        if not _BASH_NAME.fullmatch(name):
+            raise ParameterError(f"Parameter name {name!r} is not a valid bash variable name; rename it.")
+
+    def read_env(self, variable: str) -> str:
+        return f'"${{{variable}}}"'
