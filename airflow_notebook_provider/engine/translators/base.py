@@ -115,6 +115,20 @@ def c_escape(value: str, quote: str, unicode: Callable[[int], str], extra: Mappi
     return quote + "".join(out) + quote
 
 
+def byte_escape(value: str, backslashed: str, byte: Callable[[int], str]) -> str:
+    """Printable ASCII as it is (``backslashed`` characters behind a backslash), anything else as its UTF-8 bytes
+    written by ``byte``: for languages whose strings hold bytes (Octave) or are typed in as keystrokes (bash)."""
+    out = []
+    for ch in value:
+        if ch in backslashed:
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            out.extend(byte(b) for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
 def no_nul(value: str, language: str) -> None:
     if "\x00" in value:
         raise ParameterError(f"a string with a NUL character cannot be a {language} string; remove it.")

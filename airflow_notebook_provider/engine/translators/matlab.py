@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_notebook_provider.engine.errors import ParameterError
-from airflow_notebook_provider.engine.translators.base import Translator, no_nul
+from airflow_notebook_provider.engine.translators.base import Translator, byte_escape, no_nul
 
 
 class MatlabTranslator(Translator):
@@ -53,12 +53,4 @@ class OctaveTranslator(MatlabTranslator):
 
     def translate_str(self, value: str) -> str:
         no_nul(value, "Octave")
-        out = []
-        for ch in value:
-            if ch in '\\"':
-                out.append("\\" + ch)
-            elif " " <= ch <= "~":
-                out.append(ch)
-            else:
-                out.extend(f"\\{b:03o}" for b in ch.encode("utf-8"))
-        return '"' + "".join(out) + '"'
+        return '"' + byte_escape(value, '\\"', lambda b: f"\\{b:03o}") + '"'

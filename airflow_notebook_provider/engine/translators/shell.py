@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from airflow_notebook_provider.engine.errors import ParameterError
-from airflow_notebook_provider.engine.translators.base import Translator, no_nul
+from airflow_notebook_provider.engine.translators.base import Translator, byte_escape, no_nul
 
 _BASH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -33,15 +33,7 @@ class BashTranslator(Translator):
 
     def translate_str(self, value: str) -> str:
         no_nul(value, "bash")
-        out = []
-        for ch in value:
-            if ch in "\\'":
-                out.append("\\" + ch)
-            elif " " <= ch <= "~":
-                out.append(ch)
-            else:
-                out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8"))
-        return "$'" + "".join(out) + "'"
+        return "$'" + byte_escape(value, "\\'", lambda b: f"\\x{b:02x}") + "'"
 
     def translate_list(self, value: list[Any]) -> str:
         for v in value:
