@@ -1,6 +1,6 @@
 """Parameters as data: validate names, write values as literals, inject the papermill-style cell.
 
-Values are never pasted into code as text: each one is written by a translator (``translators.py``) as a literal
+Values are never pasted into code as text: each one is written by a translator (``translators/``) as a literal
 of the kernel's language, so a string that looks like code stays a string.
 """
 
