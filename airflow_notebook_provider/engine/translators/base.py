@@ -21,6 +21,7 @@ class Translator:
     inf: str | None = None
     neg_inf: str | None = None
     long_suffix = ""  # appended to integers beyond 32 bits (Scala, C#, F#: ``L``)
+    big_int: str | None = None  # format of an integer beyond 64 bits, where ``L`` no longer compiles; None: digits
 
     def translate(self, value: Any) -> str:
         if value is None:
@@ -48,6 +49,8 @@ class Translator:
         return "true" if value else "false"
 
     def translate_int(self, value: int) -> str:
+        if self.big_int is not None and not -(2**63) <= value < 2**63:
+            return self.big_int.format(value)
         return int.__repr__(value) + ("" if -(2**31) <= value < 2**31 else self.long_suffix)
 
     def translate_float(self, value: float) -> str:
@@ -132,6 +135,13 @@ def byte_escape(value: str, backslashed: str, byte: Callable[[int], str]) -> str
 def no_nul(value: str, language: str) -> None:
     if "\x00" in value:
         raise ParameterError(f"a string with a NUL character cannot be a {language} string; remove it.")
+
+
+def no_surrogates(value: str, language: str) -> None:
+    for ch in value:
+        if "\ud800" <= ch <= "\udfff":
+            raise ParameterError(f"a string with a lone surrogate ({ch!r}) is not Unicode text and cannot be a {language} "
+                                 "string (it usually comes from a bad decode); fix the text.")
 
 
 def utf16_escape(cp: int) -> str:

@@ -5,13 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_notebook_provider.engine.errors import ParameterError
-from airflow_notebook_provider.engine.translators.base import Translator, byte_escape, no_nul
+from airflow_notebook_provider.engine.translators.base import Translator, byte_escape, no_nul, no_surrogates
+
+LINE = 200
+"""Longest stretch of a literal on one line. octave_kernel types code into a terminal, which cuts a line at 4095
+bytes; and Octave reports the resulting syntax error as plain output, so the run would go on with the notebook's
+defaults. Long strings and cell arrays go on several lines, joined with ``...``."""
+
+
+def join(items: list[str], sep: str = ", ") -> str:
+    """``items`` joined by ``sep``, continuing on a new line (``...``) before a line would pass ``LINE``."""
+    out = ""
+    for i, item in enumerate(items):
+        if i:
+            line = out.rsplit("\n", 1)[-1]
+            out += sep.rstrip() + " ...\n" if len(line) + len(sep) + len(item.split("\n", 1)[0]) > LINE else sep
+        out += item
+    return out
 
 
 class MatlabTranslator(Translator):
     """MATLAB literals, as papermill writes them: ``"..."`` strings (``""`` for a quote), cell arrays for lists,
     ``containers.Map`` for dicts, ``NaN`` for None. MATLAB strings take no backslash escapes, so text with
-    control characters or outside printable ASCII is refused rather than silently changed."""
+    control characters or outside printable ASCII is refused rather than silently changed. Dict keys must be
+    non-empty strings (a containers.Map has one key type; papermill would turn None into the key 'None')."""
 
     language = "matlab"
     nan, inf = "NaN", "Inf"
@@ -28,15 +45,23 @@ class MatlabTranslator(Translator):
         return '"' + value.replace('"', '""') + '"'
 
     def translate_list(self, value: list[Any]) -> str:
-        return "{" + ", ".join(self.translate(v) for v in value) + "}"
+        return "{" + join([self.translate(v) for v in value]) + "}"
 
     def translate_dict(self, value: dict[Any, Any]) -> str:
-        keys = ", ".join("'" + self._ascii(str(k)).replace("'", "''") + "'" for k in value)
-        return f"containers.Map({{{keys}}}, {{{', '.join(self.translate(v) for v in value.values())}}})"
+        if not value:
+            return "containers.Map()"
+        for k in value:
+            if not isinstance(k, str) or not k:
+                raise ParameterError(f"the dict key {k!r} cannot be a {self.language} containers.Map key here; use "
+                                     "non-empty string keys.")
+        keys = join([self.translate_key(k) for k in value])
+        values = join([self.translate(v) for v in value.values()])
+        sep = ", ...\n" if "\n" in keys + values else ", "
+        return f"containers.Map({{{keys}}}{sep}{{{values}}})"
 
-    def _ascii(self, text: str) -> str:
-        self.translate_str(text)
-        return text
+    def translate_key(self, key: str) -> str:
+        self.translate_str(key)  # the same refusals as a value
+        return "'" + key.replace("'", "''") + "'"
 
     def assign(self, name: str, literal: str) -> str:
         return f"{name} = {literal};"
@@ -47,10 +72,23 @@ class MatlabTranslator(Translator):
 
 class OctaveTranslator(MatlabTranslator):
     """GNU Octave: MATLAB's syntax, but double-quoted strings take C escapes, so any text round-trips (non-ASCII
-    as its UTF-8 bytes, which is how Octave holds text)."""
+    as its UTF-8 bytes, which is how Octave holds text). A long string is split into pieces concatenated in
+    ``[...]`` over several lines (see ``LINE``); lone surrogates are refused."""
 
     language = "octave"
 
     def translate_str(self, value: str) -> str:
         no_nul(value, "Octave")
-        return '"' + byte_escape(value, '\\"', lambda b: f"\\{b:03o}") + '"'
+        no_surrogates(value, "Octave")
+        pieces, piece = [], ""
+        for ch in value:
+            piece += byte_escape(ch, '\\"', lambda b: f"\\{b:03o}")
+            if len(piece) >= LINE:
+                pieces.append(f'"{piece}"')
+                piece = ""
+        if piece or not pieces:
+            pieces.append(f'"{piece}"')
+        return pieces[0] if len(pieces) == 1 else "[" + join(pieces, " ") + "]"
+
+    def translate_key(self, key: str) -> str:
+        return self.translate_str(key)

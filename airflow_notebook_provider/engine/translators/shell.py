@@ -6,9 +6,12 @@ import re
 from typing import Any
 
 from airflow_notebook_provider.engine.errors import ParameterError
-from airflow_notebook_provider.engine.translators.base import Translator, byte_escape, no_nul
+from airflow_notebook_provider.engine.translators.base import Translator, byte_escape, no_nul, no_surrogates
 
 _BASH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# bash's read-only variables (an assignment fails), and the prompt variables bash_kernel finds the end of every
+# command by (assigning one leaves the kernel waiting forever).
+_BASH_RESERVED = {"BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOPTS", "UID", "PS1", "PS2", "PROMPT_COMMAND"}
 
 
 class BashTranslator(Translator):
@@ -33,6 +36,7 @@ class BashTranslator(Translator):
 
     def translate_str(self, value: str) -> str:
         no_nul(value, "bash")
+        no_surrogates(value, "bash")
         return "$'" + byte_escape(value, "\\'", lambda b: f"\\x{b:02x}") + "'"
 
     def translate_list(self, value: list[Any]) -> str:
@@ -53,6 +57,9 @@ class BashTranslator(Translator):
     def check_name(self, name: str) -> None:
         if not _BASH_NAME.fullmatch(name):
             raise ParameterError(f"Parameter name {name!r} is not a valid bash variable name; rename it.")
+        if name in _BASH_RESERVED:
+            raise ParameterError(f"Parameter name {name!r} is a variable bash keeps read-only or bash_kernel needs for "
+                                 "its prompt (assigning it fails or hangs the kernel); rename it.")
 
     def read_env(self, variable: str) -> str:
         return f'"${{{variable}}}"'
