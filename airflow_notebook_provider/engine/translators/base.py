@@ -137,6 +137,13 @@ def no_nul(value: str, language: str) -> None:
         raise ParameterError(f"a string with a NUL character cannot be a {language} string; remove it.")
 
 
+def string_keys(value: dict[Any, Any], what: str) -> None:
+    """Refuse a dict key that is not a non-empty string, for languages whose ``what`` takes nothing else."""
+    for k in value:
+        if not isinstance(k, str) or not k:
+            raise ParameterError(f"the dict key {k!r} cannot be {what}; use non-empty string keys.")
+
+
 def no_surrogates(value: str, language: str) -> None:
     for ch in value:
         if "\ud800" <= ch <= "\udfff":

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_notebook_provider.engine.errors import ParameterError
-from airflow_notebook_provider.engine.translators.base import Translator, byte_escape, no_nul, no_surrogates
+from airflow_notebook_provider.engine.translators.base import (
+    Translator,
+    byte_escape,
+    no_nul,
+    no_surrogates,
+    string_keys,
+)
 
 LINE = 200
 """Longest stretch of a literal on one line. octave_kernel types code into a terminal, which cuts a line at 4095
@@ -37,7 +43,6 @@ class MatlabTranslator(Translator):
     def translate_none(self) -> str:
         return "NaN"
 
-
     def translate_str(self, value: str) -> str:
         if not all(" " <= ch <= "~" for ch in value):
             raise ParameterError(f"{self.language} parameters take printable ASCII text only; {value!r} has other "
@@ -50,10 +55,7 @@ class MatlabTranslator(Translator):
     def translate_dict(self, value: dict[Any, Any]) -> str:
         if not value:
             return "containers.Map()"
-        for k in value:
-            if not isinstance(k, str) or not k:
-                raise ParameterError(f"the dict key {k!r} cannot be a {self.language} containers.Map key here; use "
-                                     "non-empty string keys.")
+        string_keys(value, f"a {self.language} containers.Map key here")
         keys = join([self.translate_key(k) for k in value])
         values = join([self.translate(v) for v in value.values()])
         sep = ", ...\n" if "\n" in keys + values else ", "

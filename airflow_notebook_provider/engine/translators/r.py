@@ -13,6 +13,7 @@ from airflow_notebook_provider.engine.translators.base import (
     c_escape,
     no_nul,
     no_surrogates,
+    string_keys,
 )
 
 _R_RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE", "NULL", "Inf",
@@ -74,10 +75,7 @@ class RTranslator(Translator):
     def translate_dict(self, value: dict[Any, Any]) -> str:
         if not value:
             return "setNames(list(), character(0))"
-        for k in value:
-            if not isinstance(k, str) or not k:
-                raise ParameterError(f"the dict key {k!r} cannot be an R name: R named lists take non-empty string "
-                                     "names only; use non-empty string keys.")
+        string_keys(value, "an R name (R named lists take non-empty string names only)")
         return "list(" + ", ".join(f"{self.translate_str(k)} = {self.translate(v)}" for k, v in value.items()) + ")"
 
     def assign(self, name: str, literal: str) -> str:
