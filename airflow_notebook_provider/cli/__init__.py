@@ -5,6 +5,10 @@
 - ``rerun``: run the original notebook again with the parameters an output notebook recorded.
 - ``inspect``: print the record of a run (identity, parameters, status, failing cell, durations per cell).
 - ``params``: the parameters a notebook declares (name, default, type, help), without running it.
+- ``diff``: what changed between two runs (parameters, input, outputs, statuses, times); exit 0 same, 1 different.
+- ``clean``: remove outputs under ``[notebook] output_base`` older than a limit (retention), keeping tombstones.
+
+Every ``--json`` prints JSON alone on stdout (Airflow's and the engine's logs go to stderr), so it can be piped.
 
 This module parses arguments; ``run.py`` and ``debug.py`` hold the commands, ``storage.py`` and ``progress.py``
 what they read, write and show. Local files need no Airflow configuration: Airflow is imported only for
@@ -18,7 +22,9 @@ import sys
 from collections.abc import Sequence
 
 from airflow_notebook_provider import __version__
+from airflow_notebook_provider.cli.clean import cmd_clean
 from airflow_notebook_provider.cli.debug import cmd_inspect, cmd_pull
+from airflow_notebook_provider.cli.diff import cmd_diff
 from airflow_notebook_provider.cli.params import cmd_params
 from airflow_notebook_provider.cli.run import PROG, cmd_rerun, cmd_run
 from airflow_notebook_provider.cli.storage import CliError
@@ -82,6 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     add_conn(p)
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("diff", help="compare two runs: parameters, input, outputs, statuses, times (exit 1 if they differ)")
+    p.add_argument("a", help="output notebook A (the earlier run): path, URL or viewer link")
+    p.add_argument("b", help="output notebook B: path, URL or viewer link")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_conn(p)
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("clean", help="remove outputs under [notebook] output_base older than a limit")
+    p.add_argument("--older-than", required=True, metavar="AGE", help="age limit: 30d, 12h, 90m, 2w, 45s")
+    p.add_argument("--keep-failed", action="store_true", help="keep attempts whose notebook failed")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    p.add_argument("--output-base", metavar="FOLDER",
+                   help="folder to clean (default: [notebook] output_base of the Airflow configuration)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_clean)
     return parser
 
 
@@ -90,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (CliError, NotebookError) as exc:
+        print(f"{PROG}: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line
+        return 2
+    except OSError as exc:  # a file or store that cannot be read: a message, not a traceback
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -59,6 +59,10 @@ def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
             try:
                 _, loaded = load(ti, try_number)
             except OutputNotFound as exc:
+                note = _removed_by_retention(ti, try_number)
+                if note is not None:
+                    raise CliError(f"The output notebook of {what} was removed by retention on {note.get('at')} "
+                                   f"({note.get('by')}); only its record is left.") from None
                 raise CliError(f"Airflow has no output notebook for {what}: {exc.detail} Run pull where Airflow's "
                                f"metadata DB and [notebook] output_base are reachable, {fallback}.") from None
     except CliError:
@@ -69,6 +73,23 @@ def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
             f"Airflow's database is reachable (same AIRFLOW_HOME or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN), {fallback}."
         ) from None
     return loaded.record.location, loaded.data
+
+
+def _removed_by_retention(ti: Any, try_number: int | None) -> dict[str, Any] | None:
+    """The tombstone ``clean`` left in the attempt's record file (``retention``), or None."""
+    from airflow_notebook_provider.hooks.notebook import NotebookHook
+    from airflow_notebook_provider.outputs import READ_RETRY_SECONDS, record_location, xcom_record
+    from airflow_notebook_provider.retention import removal_note
+
+    try:
+        latest = xcom_record(ti)
+        number = try_number if try_number is not None else (latest.try_number if latest else None)
+        if number is None:
+            return None
+        hook = NotebookHook(conn_id=latest.conn_id if latest else None, retry_seconds=READ_RETRY_SECONDS)
+        return removal_note(json.loads(hook.read(record_location(ti, number))))
+    except Exception:  # noqa: BLE001 - no record or no store: the usual "no output notebook" message stands
+        return None
 
 
 def debug_copy(nb: Any, source: str) -> Any:

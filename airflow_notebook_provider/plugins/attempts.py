@@ -57,3 +57,49 @@ def list_attempts(ti: TaskInstanceId) -> list[Attempt]:
                     tries[try_number] = Attempt(try_number, str(state) if state else None, start, end, duration,
                                                 latest=model is TaskInstance)
     return [tries[n] for n in sorted(tries)]
+
+
+@dataclass(frozen=True)
+class TaskTry:
+    """One try of the task in any run: what the compare page offers to compare with."""
+
+    run_id: str
+    try_number: int
+    state: str | None
+    start_date: datetime | None
+    end_date: datetime | None
+
+
+def task_tries(dag_id: str, task_id: str, map_index: int, limit: int = 20) -> list[TaskTry]:
+    """The latest ``limit`` tries of the task across the DAG's runs (newest first)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    found: dict[tuple[str, int], TaskTry] = {}
+    with create_session() as session:
+        for model in (TaskInstanceHistory, TaskInstance):  # the live row wins over a history row of the same try
+            rows = session.execute(
+                select(model.run_id, model.try_number, model.state, model.start_date, model.end_date)
+                .where(model.dag_id == dag_id, model.task_id == task_id, model.map_index == map_index)
+                .order_by(model.start_date.desc())
+                .limit(limit * 2)
+            ).all()
+            for run_id, try_number, state, start, end in rows:
+                if try_number and try_number > 0:
+                    found[(run_id, try_number)] = TaskTry(run_id, try_number, str(state) if state else None, start, end)
+    far_past = datetime.min.replace(tzinfo=None)
+
+    def when(t: TaskTry) -> datetime:
+        return (t.start_date or t.end_date or far_past).replace(tzinfo=None)
+
+    return sorted(found.values(), key=when, reverse=True)[:limit]
+
+
+def last_success(dag_id: str, task_id: str, map_index: int, *, other_than: tuple[str, int]) -> TaskTry | None:
+    """The most recent successful try of the task, in any run, other than ``other_than`` (run id, try)."""
+    for t in task_tries(dag_id, task_id, map_index, limit=200):
+        if t.state == "success" and (t.run_id, t.try_number) != other_than:
+            return t
+    return None

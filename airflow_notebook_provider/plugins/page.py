@@ -52,8 +52,10 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def error_page(status: int, title: str, detail: str, links: Sequence[tuple[str, str]] | None = None) -> str:
+def error_page(status: int, title: str, detail: str, links: Sequence[tuple[str, str]] | None = None, *,
+               show_status: bool = True) -> str:
     """A plain page saying what is missing and what to do; ``links`` lead to the task's other attempts."""
+    status_line = f"<p style='color:#666'>HTTP {status}</p>" if show_status else ""
     more = ""
     if links:
         more = "<div class='anp-attempts' id='anp-attempts'><b>Other attempts:</b> <ul>" + "".join(
@@ -61,7 +63,7 @@ def error_page(status: int, title: str, detail: str, links: Sequence[tuple[str, 
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style></head>"
         f"<body style='margin:0'><div class='anp-header'><h1>{esc(title)}</h1><p>{esc(detail)}</p>{more}"
-        f"<p style='color:#666'>HTTP {status}</p></div></body></html>"
+        f"{status_line}</div></body></html>"
     )
 
 
@@ -147,8 +149,9 @@ def header(
     run: RunSummary,
     urls: dict[str, str],
     attempt_url: Callable[[int], str],
+    compare_links: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The block above the notebook: what ran, how it ended, with what, and the other attempts."""
+    """The block above the notebook: what ran, how it ended, with what, the other attempts, and "Compare"."""
     fail = run.failed_cell
     start = attempt.start_date or run.start_time
     end = attempt.end_date or run.end_time
@@ -203,6 +206,9 @@ def header(
         cls = " class='anp-current'" if a.try_number == attempt.try_number else ""
         items.append(f"<li><a{cls} href='{esc(attempt_url(a.try_number))}'>{label}</a> {_state(a.state)}</li>")
     attempt_list = f"<div class='anp-attempts' id='anp-attempts'><b>Attempts:</b> <ul>{''.join(items)}</ul></div>"
+    if compare_links:
+        attempt_list += ("<div class='anp-attempts' id='anp-compare-links'><b>Compare</b> with: <ul>" + "".join(
+            f"<li><a href='{esc(url)}'>{esc(label)}</a></li>" for label, url in compare_links) + "</ul></div>")
 
     actions = (
         "<div class='anp-actions'>"

@@ -4,7 +4,12 @@ Routes (under ``/notebook``), all identified by a task instance and a try, never
 
 - ``/view``: the attempt's page (header, failure, attempts list) with the rendered notebook;
 - ``/download``: the output notebook's original bytes, to open in Jupyter;
-- ``/attempts``: the task instance's attempts as JSON.
+- ``/attempts``: the task instance's attempts as JSON;
+- ``/compare``: this attempt against the previous one, the task's last successful run, or any try picked from a list
+  (``engine.compare``, the comparison ``airflow-notebook diff`` prints).
+
+An attempt whose notebook ``airflow-notebook clean`` removed shows "removed by retention on <date>" (its record file
+is kept as a tombstone, see ``retention``), not an error.
 
 Airflow does not authenticate plugin apps: every route depends on ``requires_access_dag`` (Airflow's auth manager,
 the same token the UI uses, from the ``Authorization`` header or the UI's cookie), so a request without a user gets
@@ -18,6 +23,7 @@ viewer's Airflow session. Forms, external images and connections are refused as 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -31,11 +37,21 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from airflow_notebook_provider import outputs
+from airflow_notebook_provider.engine.compare import compare
 from airflow_notebook_provider.engine.record import read_run
+from airflow_notebook_provider.hooks.notebook import NotebookHook
 from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_base_url
 from airflow_notebook_provider.outputs import Loaded, OutputNotFound, TaskInstanceId
-from airflow_notebook_provider.plugins import page
-from airflow_notebook_provider.plugins.attempts import Attempt, ViewerError, list_attempts
+from airflow_notebook_provider.plugins import compare_page, page
+from airflow_notebook_provider.plugins.attempts import (
+    Attempt,
+    TaskTry,
+    ViewerError,
+    last_success,
+    list_attempts,
+    task_tries,
+)
+from airflow_notebook_provider.retention import removal_note
 
 NOTEBOOK_CSP = (
     "sandbox allow-downloads allow-popups allow-popups-to-escape-sandbox; default-src 'none'; script-src 'none'; "
@@ -103,19 +119,43 @@ def _choose(ti: TaskInstanceId, try_number: int | None) -> tuple[Attempt, list[A
                       f"{', '.join(str(a.try_number) for a in attempts)}, not {try_number}.")
 
 
+class Removed(ViewerError):
+    """The attempt's notebook was removed by retention (``airflow-notebook clean``): a fact to show, not a fault."""
+
+    def __init__(self, ti: TaskInstanceId, try_number: int, note: dict[str, Any]) -> None:
+        self.when = str(note.get("at") or "an unknown date")
+        super().__init__(410, f"Removed by retention on {self.when[:10]}",
+                         f"The output notebook of attempt {try_number} of {ti.describe()} was removed by retention on "
+                         f"{self.when} ({note.get('by') or 'airflow-notebook clean'}; {note.get('bytes', '?')} bytes). "
+                         "Its record is kept; the task log still holds what the run printed.")
+
+
+def removed_by_retention(ti: TaskInstanceId, try_number: int) -> dict[str, Any] | None:
+    """The tombstone ``retention.clean`` left in the attempt's record file, or None."""
+    try:
+        latest = outputs.xcom_record(ti)
+        hook = NotebookHook(conn_id=latest.conn_id if latest else None, retry_seconds=outputs.READ_RETRY_SECONDS)
+        return removal_note(json.loads(hook.read(outputs.record_location(ti, try_number))))
+    except Exception:  # noqa: BLE001 - no record, unreadable store: no tombstone, the original error stands
+        return None
+
+
 def load(ti: TaskInstanceId, try_number: int) -> Loaded:
     """The attempt's notebook, checked to be that attempt's own (``outputs.load``); else an error page's reason."""
     try:
         return outputs.load(ti, try_number)[1]
     except OutputNotFound as exc:
+        if exc.reason == "missing" and (note := removed_by_retention(ti, try_number)) is not None:
+            raise Removed(ti, try_number, note) from None
         raise ViewerError(502 if exc.reason == "unreachable" else 404, exc.title, exc.detail) from None
 
 
-def _url(route: str, ti: TaskInstanceId, try_number: int | None) -> str:
+def _url(route: str, ti: TaskInstanceId, try_number: int | None, **extra: Any) -> str:
     query: dict[str, Any] = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
                              "map_index": ti.map_index}
     if try_number is not None:
         query["try_number"] = try_number
+    query.update(extra)
     # Root-relative: the page works whichever host name the browser used, in the UI's iframe too.
     return f"{_base_path()}{VIEWER_PREFIX}/{route}?{urlencode(query)}"
 
@@ -152,6 +192,9 @@ def view(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
         shown = try_number if try_number is not None else (attempts[-1].try_number if attempts else None)
         others = [(f"Attempt {a.try_number} ({a.state or 'no state'})", _url("view", ti, a.try_number))
                   for a in attempts if a.try_number != shown]
+        if isinstance(exc, Removed):  # what happened to it, on a normal page: not an error
+            return HTMLResponse(page.error_page(200, exc.title, exc.detail, others, show_status=False),
+                                headers=SECURITY_HEADERS)
         return _error(exc, others)
     urls = {
         "self": _url("view", ti, attempt.try_number),
@@ -159,11 +202,89 @@ def view(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
         "airflow": _root_relative(task_instance_url(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
                                                     map_index=ti.map_index, try_number=attempt.try_number)),
     }
+    compare_links = [("previous attempt", _url("compare", ti, attempt.try_number, against="previous"))
+                     ] if attempt.try_number > 1 else []
+    compare_links += [("last successful run", _url("compare", ti, attempt.try_number, against="last_success")),
+                      ("an attempt from the list…", _url("compare", ti, attempt.try_number, against="pick"))]
     head = page.header(ti=ti, attempt=attempt, attempts=attempts, loaded=loaded, run=run, urls=urls,
-                       attempt_url=lambda n: _url("view", ti, n))
+                       attempt_url=lambda n: _url("view", ti, n), compare_links=compare_links)
     body = page.page(rendered, head, f"{ti.task_id} attempt {attempt.try_number} — {ti.dag_id}")
     headers = {**SECURITY_HEADERS, "Server-Timing": f"render;dur={render_seconds * 1000:.0f}"}
     return HTMLResponse(body, headers=headers)
+
+
+def _other_side(ti: TaskInstanceId, attempt: Attempt, attempts: list[Attempt], against: str, against_run_id: str,
+                against_try: int | None) -> tuple[TaskInstanceId, int, str]:
+    """The try to compare with: (its task instance, its try number, how the page names it)."""
+    if against_try is not None:
+        other = TaskInstanceId(ti.dag_id, against_run_id or ti.run_id, ti.task_id, ti.map_index)
+        same_run = other.run_id == ti.run_id
+        return other, against_try, f"attempt {against_try}" + ("" if same_run else f" of run {other.run_id}")
+    if against == "previous":
+        earlier = [a for a in attempts if a.try_number < attempt.try_number]
+        if not earlier:
+            raise ViewerError(404, "No previous attempt",
+                              f"Attempt {attempt.try_number} is the first attempt of {ti.describe()}: compare it "
+                              "with the last successful run, or pick an attempt from the list below.")
+        return ti, earlier[-1].try_number, f"previous attempt ({earlier[-1].try_number})"
+    if against == "last_success":
+        found = last_success(ti.dag_id, ti.task_id, ti.map_index, other_than=(ti.run_id, attempt.try_number))
+        if found is None:
+            raise ViewerError(404, "No successful run to compare with",
+                              f"Task {ti.task_id} of {ti.dag_id} has no successful attempt other than this one; "
+                              "pick an attempt from the list below.")
+        other = TaskInstanceId(ti.dag_id, found.run_id, ti.task_id, ti.map_index)
+        return other, found.try_number, f"last successful run ({found.run_id}, attempt {found.try_number})"
+    raise ViewerError(404, "Pick an attempt to compare with", "Choose one of the attempts listed below.")
+
+
+@app.get("/compare", dependencies=[_can_read], response_class=HTMLResponse)
+def compare_view(
+    named: _Named,
+    try_number: int | None = Query(None, ge=1),
+    against: str = Query("previous"),
+    against_run_id: str = Query(""),
+    against_try: int | None = Query(None, ge=1),
+) -> Response:
+    """This attempt (B) against another try of the same task (A): ``against`` = ``previous`` or
+    ``last_success``, or ``against_run_id`` / ``against_try`` for any try. Both are the same DAG's, so the one
+    access check covers both."""
+    choices: list[tuple[str, str, bool]] = []
+    try:
+        ti = named.identity()
+        attempt, attempts = _choose(ti, try_number)
+        this = attempt.try_number
+        tries = task_tries(ti.dag_id, ti.task_id, ti.map_index)
+
+        def pick(t: TaskTry) -> tuple[str, str, bool]:
+            run = "this run" if t.run_id == ti.run_id else f"run {t.run_id}"
+            current = t.run_id == (against_run_id or ti.run_id) and t.try_number == against_try
+            return (f"{run}, attempt {t.try_number} ({t.state or 'no state'})",
+                    _url("compare", ti, this, against_run_id=t.run_id, against_try=t.try_number), current)
+
+        choices = [("previous attempt", _url("compare", ti, this, against="previous"),
+                    against_try is None and against == "previous"),
+                   ("last successful run", _url("compare", ti, this, against="last_success"),
+                    against_try is None and against == "last_success")]
+        choices += [pick(t) for t in tries if (t.run_id, t.try_number) != (ti.run_id, this)]
+        other_ti, other_try, other_label = _other_side(ti, attempt, attempts, against, against_run_id, against_try)
+        loaded_b = load(ti, this)
+        loaded_a = load(other_ti, other_try)
+        other_state = next((t.state for t in tries if (t.run_id, t.try_number) == (other_ti.run_id, other_try)), None)
+    except ViewerError as exc:
+        return HTMLResponse(page.error_page(exc.status, exc.title, exc.detail, [(c[0], c[1]) for c in choices]),
+                            status_code=exc.status, headers=SECURITY_HEADERS)
+    result = compare(loaded_a.notebook, loaded_b.notebook, label_a=loaded_a.record.location,
+                     label_b=loaded_b.record.location)
+    body = compare_page.render(
+        result,
+        title=f"Compare {ti.task_id}: attempt {this} against the {other_label}",
+        side_a=(f"{other_label}: {loaded_a.record.location}", _url("view", other_ti, other_try), other_state),
+        side_b=(f"this attempt ({this}): {loaded_b.record.location}", _url("view", ti, this), attempt.state),
+        choices=choices,
+        back_url=_url("view", ti, this),
+    )
+    return HTMLResponse(body, headers=SECURITY_HEADERS)
 
 
 @app.get("/download", dependencies=[_can_read])

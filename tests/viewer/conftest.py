@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import nbformat
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -48,3 +53,63 @@ def api(airflow_db: Any) -> Iterator[Api]:
             os.environ.pop("AIRFLOW__CORE__AUTH_MANAGER", None)
         else:
             os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = previous
+
+
+def write_notebook(path: Path, *sources: str) -> None:
+    """A Python notebook from cell sources; a source starting with ``#parameters`` is tagged ``parameters``."""
+    ks = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    for cell in cells:
+        if cell.source.startswith("#parameters"):
+            cell.metadata["tags"] = ["parameters"]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": ks}), str(path))
+
+
+@pytest.fixture(scope="package")
+def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Airflow (api-server, scheduler, dag-processor on 127.0.0.1) for the browser and REST tests.
+
+    Its DAGs folder holds ``browser_notebooks`` (one task succeeds, one fails), ``browser_compare`` (a ``limit``
+    param passed to a notebook that fails beyond 100 rows) and the example ``example_notebook_trigger_form``
+    with its notebooks, copied from example_dags/. Stopped by process group at the end.
+    """
+    from tests.viewer.airflow_servers import start_airflow
+
+    home = tmp_path_factory.mktemp("airflow-home")
+    dags = home / "dags"
+    dags.mkdir()
+    write_notebook(dags / "ok.ipynb", "#parameters\nname = 'nobody'", "print(f'hello {name} from ' + 'the scheduler')")
+    # Enough cells before the failure that the failing cell starts below the first screen.
+    write_notebook(dags / "bad.ipynb", "#parameters\nregion = 'none'\nlimit = 0",
+                   *[f"print('step {i} ' + 'ok')" for i in range(24)],
+                   "raise RuntimeError('the browser sees this')", "print('never runs')")
+    (dags / "browser_dag.py").write_text(
+        "import pendulum\n"
+        "from airflow.sdk import DAG\n"
+        "from airflow_notebook_provider.operators.notebook import NotebookOperator\n"
+        "with DAG(dag_id='browser_notebooks', schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz='UTC')):\n"
+        f"    NotebookOperator(task_id='succeeds', notebook={str(dags / 'ok.ipynb')!r}, parameters={{'name': 'Ada'}})\n"
+        f"    NotebookOperator(task_id='fails', notebook={str(dags / 'bad.ipynb')!r},\n"
+        "                     parameters={'region': 'eu', 'limit': 100})\n"
+    )
+    write_notebook(dags / "rows.ipynb", "#parameters\nlimit = 1", "print(f'{limit} rows loaded')",
+                   "import time\ntime.sleep(0.2)\nprint('checked')",
+                   "if limit > 100:\n    raise ValueError(f'too many rows: {limit}')", "print('report written')")
+    (dags / "compare_dag.py").write_text(
+        "import pendulum\n"
+        "from airflow.sdk import DAG, Param\n"
+        "from airflow_notebook_provider.operators.notebook import NotebookOperator\n"
+        "with DAG(dag_id='browser_compare', schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz='UTC'),\n"
+        "         params={'limit': Param(5, type='integer')}, render_template_as_native_obj=True):\n"
+        f"    NotebookOperator(task_id='rows', notebook={str(dags / 'rows.ipynb')!r},\n"
+        "                     parameters={'limit': '{{ params.limit }}'})\n"
+    )
+    shutil.copy(REPO / "example_dags" / "example_notebook_trigger_form.py", dags)
+    shutil.copytree(REPO / "example_dags" / "notebooks", dags / "notebooks")
+    af = start_airflow(home, dags)
+    try:
+        for dag_id in ("browser_notebooks", "browser_compare", "example_notebook_trigger_form"):
+            af.wait_for(f"the dag-processor parses {dag_id}", lambda d=dag_id: af.api("GET", f"/api/v2/dags/{d}"), 180)
+        yield af
+    finally:
+        af.stop()

@@ -3,16 +3,16 @@ chromium driven by Playwright. Log in through the UI's form, open each task inst
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import nbformat
 import pytest
 
-from tests.viewer.airflow_servers import Airflow, start_airflow
+from tests.viewer.airflow_servers import Airflow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -24,48 +24,26 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def write_notebook(path: Path, *sources: str) -> None:
-    ks = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cells = [nbformat.v4.new_code_cell(src) for src in sources]
-    for cell in cells:
-        if cell.source.startswith("#parameters"):
-            cell.metadata["tags"] = ["parameters"]
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": ks}), str(path))
+def trigger_and_wait(af: Airflow, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 180) -> tuple[str, str]:
+    """POST a DAG run through the public REST API and wait until it ends: (run id, final state)."""
+    body: dict[str, Any] = {"logical_date": None}
+    if conf is not None:
+        body["conf"] = conf
+    run_id = af.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
+
+    def finished() -> str | None:
+        state = af.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"]
+        return state if state in ("success", "failed") else None
+
+    return run_id, af.wait_for(f"run {run_id} of {dag_id} finishes", finished, timeout)
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airflow, str]]:
+def airflow(airflow_server: Airflow) -> tuple[Airflow, str]:
     """The example DAG (one notebook task succeeds, one fails) run once by the scheduler; yields the run id."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    dags = home / "dags"
-    dags.mkdir()
-    write_notebook(dags / "ok.ipynb", "#parameters\nname = 'nobody'", "print(f'hello {name} from ' + 'the scheduler')")
-    # Enough cells before the failure that the failing cell starts below the first screen.
-    write_notebook(dags / "bad.ipynb", "#parameters\nregion = 'none'\nlimit = 0",
-                   *[f"print('step {i} ' + 'ok')" for i in range(24)],
-                   "raise RuntimeError('the browser sees this')", "print('never runs')")
-    (dags / "browser_dag.py").write_text(
-        "import pendulum\n"
-        "from airflow.sdk import DAG\n"
-        "from airflow_notebook_provider.operators.notebook import NotebookOperator\n"
-        f"with DAG(dag_id={DAG_ID!r}, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz='UTC')) as dag:\n"
-        f"    NotebookOperator(task_id='succeeds', notebook={str(dags / 'ok.ipynb')!r}, parameters={{'name': 'Ada'}})\n"
-        f"    NotebookOperator(task_id='fails', notebook={str(dags / 'bad.ipynb')!r},\n"
-        "                     parameters={'region': 'eu', 'limit': 100})\n"
-    )
-    af = start_airflow(home, dags)
-    try:
-        af.wait_for("the dag-processor parses the DAG", lambda: af.api("GET", f"/api/v2/dags/{DAG_ID}"), 120)
-        run_id = af.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
-
-        def finished() -> str | None:
-            state = af.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}")["state"]
-            return state if state in ("success", "failed") else None
-
-        assert af.wait_for("the run finishes", finished, 180) == "failed"
-        yield af, run_id
-    finally:
-        af.stop()
+    run_id, state = trigger_and_wait(airflow_server, DAG_ID)
+    assert state == "failed"
+    return airflow_server, run_id
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +65,23 @@ def screenshots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     return folder
 
 
-def open_output_notebook(page: Any, af: Airflow, run_id: str, task_id: str) -> None:
+def open_output_notebook(page: Any, af: Airflow, run_id: str, task_id: str, dag_id: str = DAG_ID) -> None:
     """From the task instance page, as a user: Details tab, then the "Output notebook" button."""
-    page.goto(f"{af.base}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/{task_id}")
+    page.goto(f"{af.base}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}")
     page.get_by_role("link", name="Details").click()
     page.get_by_role("link", name="Output notebook").click(timeout=30_000)
     page.wait_for_url("**/notebook/view?**", timeout=30_000)
     page.locator("#anp-header").wait_for(timeout=30_000)
+
+
+def log_in(page: Any, af: Airflow) -> None:
+    """Through the UI's login form, as a user does."""
+    page.goto(f"{af.base}/", timeout=60_000)
+    page.wait_for_url("**/auth/login**", timeout=30_000)
+    page.get_by_label("Username").fill(af.username)
+    page.get_by_label("Password").fill(af.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{af.base}/", timeout=30_000)
 
 
 def test_user_logs_in_and_reads_both_notebooks(airflow: tuple[Airflow, str], browser: Any, screenshots: Path) -> None:
@@ -101,12 +89,7 @@ def test_user_logs_in_and_reads_both_notebooks(airflow: tuple[Airflow, str], bro
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
-        page.goto(f"{af.base}/", timeout=60_000)
-        page.wait_for_url("**/auth/login**", timeout=30_000)
-        page.get_by_label("Username").fill(af.username)
-        page.get_by_label("Password").fill(af.password)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{af.base}/", timeout=30_000)
+        log_in(page, af)
 
         open_output_notebook(page, af, run_id, "succeeds")
         page.screenshot(path=str(screenshots / "viewer-success.png"))
@@ -153,6 +136,46 @@ def test_user_logs_in_and_reads_both_notebooks(airflow: tuple[Airflow, str], bro
         shutil.copy(screenshots / "viewer-failed.png", target / "viewer-failed-cell.png")
 
 
+def test_compare_a_failed_run_with_the_last_one_that_passed(airflow_server: Airflow, browser: Any,
+                                                            screenshots: Path) -> None:
+    """Two runs triggered through the REST API, limit 5 (passes) then 500 (fails); from the failed task's
+    "Output notebook", Compare with the last successful run shows the parameter and the first cell that differ."""
+    af = airflow_server
+    ok_run, state = trigger_and_wait(af, "browser_compare", {"limit": 5})
+    assert state == "success"
+    bad_run, state = trigger_and_wait(af, "browser_compare", {"limit": 500})
+    assert state == "failed"
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    try:
+        log_in(page, af)
+        open_output_notebook(page, af, bad_run, "rows", dag_id="browser_compare")
+        page.locator("#anp-compare-links").get_by_role("link", name="last successful run").click()
+        page.wait_for_url("**/notebook/compare?**", timeout=30_000)
+        page.locator("#anp-compare").wait_for(timeout=30_000)
+        assert "These runs differ." in page.locator("#anp-verdict").inner_text()
+        rows = page.locator("#anp-param-diff tr")
+        assert rows.count() == 2  # the header and the one parameter that differs
+        assert rows.nth(1).inner_text().split() == ["limit", "5", "500"]
+        assert page.locator("#anp-first-status").inner_text() == (
+            "cell 5 if limit > 100: — completed in A, failed in B.")
+        assert "+[error] ValueError: too many rows: 500" in page.locator("#anp-outputs").inner_text()
+        assert "Unchanged (sha256" in page.locator("#anp-input").inner_text()
+        sides = page.locator("#anp-sides").inner_text()
+        assert f"last successful run ({ok_run}, attempt 1)" in sides and "this attempt (1)" in sides
+        first_row = page.locator("#anp-cells tr.anp-first")
+        assert first_row.inner_text().split()[:4] == ["cell", "5", "completed", "failed"]
+        page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
+        # The other side's link opens the passed run's notebook.
+        page.locator("#anp-sides a").first.click()
+        page.locator("#anp-header").wait_for(timeout=30_000)
+        assert page.get_by_text("5 rows loaded").is_visible()
+    finally:
+        context.close()
+    if os.environ.get("ANP_UPDATE_COMPARE_SCREENSHOT") == "1":
+        shutil.copy(screenshots / "compare.png", Path(__file__).resolve().parents[2] / "docs" / "compare.png")
+
+
 def test_viewer_refuses_a_browser_that_is_not_logged_in(airflow: tuple[Airflow, str], browser: Any) -> None:
     af, run_id = airflow
     context = browser.new_context()
@@ -172,9 +195,8 @@ def _in_viewport(locator: Any) -> bool:
 
 
 def _docs_target() -> Path | None:
-    """Set ANP_UPDATE_DOCS_SCREENSHOT=1 to refresh the README's screenshots (docs/viewer-failed*.png)."""
-    import os
-
+    """Set ANP_UPDATE_DOCS_SCREENSHOT=1 to refresh the README's screenshots (docs/viewer-failed*.png); and
+    ANP_UPDATE_COMPARE_SCREENSHOT=1 for docs/compare.png."""
     if os.environ.get("ANP_UPDATE_DOCS_SCREENSHOT") != "1":
         return None
     return Path(__file__).resolve().parents[2] / "docs"

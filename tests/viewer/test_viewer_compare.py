@@ -1,0 +1,132 @@
+"""A user compares runs in the viewer, and opens an attempt that retention removed: the real api-server app, tasks
+run by dag.test() with a real kernel, and ``airflow-notebook clean`` as a user runs it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+from airflow.sdk import DAG
+
+from airflow_notebook_provider.operators.notebook import NotebookOperator
+from tests.helpers import run_dag
+from tests.viewer.conftest import Api
+from tests.viewer.test_viewer_api import route
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+DAG_ID = "t_viewer_compare"
+EXE = str(Path(sys.executable).with_name("airflow-notebook"))
+
+
+@pytest.fixture(scope="module")
+def two_runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run 1 passes (limit 5); run 2 fails (limit 500) on its first attempt and, retried, fails again."""
+    make = tmp_path_factory.mktemp("compare")
+    import nbformat
+
+    params = nbformat.v4.new_code_cell("limit = 1\nnote = ''")
+    params.metadata["tags"] = ["parameters"]
+    cells = [params, nbformat.v4.new_code_cell("print(f'{limit} rows')"),
+             nbformat.v4.new_code_cell("if limit > 100:\n    raise ValueError(f'too many rows: {limit}')"),
+             nbformat.v4.new_code_cell("print('done')")]
+    nb = make / "rows.ipynb"
+    ks = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": ks}), str(nb))
+
+    def dag(limit: int) -> DAG:
+        with DAG(dag_id=DAG_ID, schedule=None, start_date=START) as d:
+            NotebookOperator(task_id="nb", notebook=str(nb), retries=1, retry_delay=dt.timedelta(0),
+                             parameters={"limit": limit, "note": "<script>alert('x')</script> {{ ti.try_number }}"})
+        return d
+
+    ok = run_dag(dag(5), logical_date=START)
+    assert ok["nb"].state == "success"
+    bad = run_dag(dag(500), logical_date=START.add(days=1))
+    assert (bad["nb"].state, bad["nb"].try_number) == ("failed", 2)
+    return {"ok": ok["__run__"].xcom["run_id"], "bad": bad["__run__"].xcom["run_id"],
+            "ok_output": Path(ok["nb"].xcom["return_value"])}
+
+
+def test_view_offers_compare_links(api: Api, two_runs: dict[str, Any]) -> None:
+    page = api.get(route("view", DAG_ID, two_runs["bad"], try_number=2))
+    assert page.status_code == 200
+    links = page.text[page.text.index("id='anp-compare-links'"):]
+    assert ">previous attempt</a>" in links and ">last successful run</a>" in links
+    assert "/notebook/compare?" in links and "against=last_success" in links
+
+
+def test_compare_with_the_last_successful_run(api: Api, two_runs: dict[str, Any]) -> None:
+    got = api.get(route("compare", DAG_ID, two_runs["bad"], try_number=2, against="last_success"))
+    assert got.status_code == 200, got.text[:500]
+    text = got.text
+    assert got.headers["content-security-policy"].startswith("sandbox ") and "<script>" not in text
+    params = text[text.index("id='anp-param-diff'"):text.index("</table>", text.index("id='anp-param-diff'"))]
+    assert "<td><code>limit</code></td><td><code>5</code></td><td><code>500</code></td>" in params
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; 1" in params  # the note differs by try: escaped
+    assert "Unchanged (sha256" in text  # same input notebook
+    first = text[text.index("id='anp-first-status'"):]
+    assert first.startswith("id='anp-first-status'><b>cell 4</b> <code>if limit &gt; 100:</code> — completed in A, "
+                            "failed in B.")
+    outputs = text[text.index("id='anp-outputs'"):text.index("id='anp-first-status'")]
+    assert "-[stdout] 5 rows" in outputs and "+[stdout] 500 rows" in outputs
+    assert "+[error] ValueError: too many rows: 500" in outputs
+    assert f"last successful run ({two_runs['ok']}, attempt 1)" in text
+    # Order the issue asks for: parameters, input, outputs, first status difference, durations.
+    order = [text.index(f"id='{x}'") for x in ("anp-param-diff", "anp-input", "anp-outputs", "anp-first-status",
+                                                 "anp-cells")]
+    assert order == sorted(order)
+
+
+def test_compare_with_the_previous_attempt_and_a_picked_one(api: Api, two_runs: dict[str, Any]) -> None:
+    got = api.get(route("compare", DAG_ID, two_runs["bad"], try_number=2, against="previous"))
+    assert got.status_code == 200
+    assert "previous attempt (1)" in got.text
+    assert "None: every cell ended the same way." in got.text  # both attempts failed at the same cell
+    assert "id='anp-param-diff'" in got.text and "<td><code>note</code></td>" in got.text
+    # The list offers every other try of the task; picking run 1's attempt gives the same page as last_success.
+    pick = got.text[got.text.index("id='anp-pick'"):]
+    assert f"run {two_runs['ok']}, attempt 1 (success)" in pick and "this run, attempt 1 (failed)" in pick
+    picked = api.get(route("compare", DAG_ID, two_runs["bad"], try_number=2, against_run_id=two_runs["ok"],
+                           against_try=1))
+    assert picked.status_code == 200 and "<td><code>limit</code></td><td><code>5</code></td>" in picked.text
+    first = api.get(route("compare", DAG_ID, two_runs["bad"], try_number=1, against="previous"))
+    assert first.status_code == 404 and "is the first attempt" in first.text and "last successful run" in first.text
+
+
+def test_compare_needs_access_to_the_dag(api: Api, two_runs: dict[str, Any]) -> None:
+    url = route("compare", DAG_ID, two_runs["bad"], try_number=2, against="last_success")
+    assert api.get(url, user=None).status_code == 401
+    assert api.get(url, user="only:another_dag").status_code == 403
+
+
+def test_an_attempt_removed_by_retention_says_so(api: Api, two_runs: dict[str, Any], output_base: Path) -> None:
+    """``clean`` removes run 1's notebook (made old); the viewer says when, and compare says why it cannot."""
+    out = two_runs["ok_output"]
+    folder = out.parent
+    old = time.time() - 40 * 86400
+    for path in folder.iterdir():
+        os.utime(path, (old, old), follow_symlinks=False)
+    proc = subprocess.run([EXE, "clean", "--older-than", "30d", "--output-base", str(output_base / DAG_ID)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "removed  " in proc.stdout and f"{out}\n" in proc.stdout
+    assert not out.exists() and (folder / "attempt-1.record.json").exists()
+    page = api.get(route("view", DAG_ID, two_runs["ok"], try_number=1))
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    assert page.status_code == 200
+    assert f"Removed by retention on {today}" in page.text and "airflow-notebook clean --older-than 30d" in page.text
+    got = api.get(route("compare", DAG_ID, two_runs["bad"], try_number=2, against="last_success"))
+    assert got.status_code == 410 and f"Removed by retention on {today}" in got.text
+    # The CLI says the same for the viewer link of that attempt.
+    link = f"http://airflow.example.com{route('view', DAG_ID, two_runs['ok'], try_number=1)}"
+    inspect = subprocess.run([EXE, "inspect", link], capture_output=True, text=True, timeout=120)
+    assert inspect.returncode == 2 and f"was removed by retention on {today}" in inspect.stderr, inspect.stderr
+    # The later run was new enough to stay.
+    assert api.get(route("view", DAG_ID, two_runs["bad"], try_number=2)).status_code == 200
