@@ -9,7 +9,7 @@ DEMO_HOME ?= $(CURDIR)/airflow-home
 DEMO_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/example_dags AIRFLOW__CORE__LOAD_EXAMPLES=False
 UI_PORT ?= 8080
 
-.PHONY: setup demo ui test lint bench bench-smoke clean
+.PHONY: setup gateway demo ui test lint bench bench-smoke clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test,bench]" "apache-airflow==$(AIRFLOW_VERSION)" -c constraints.txt
 	$(PY) -m bash_kernel.install --sys-prefix > /dev/null  # the bash kernelspec, inside the venv
+	touch $@
+
+# A Jupyter Enterprise Gateway in a virtualenv of its own, for the remote-kernel tests (tests/gateway): started and
+# stopped by the tests on 127.0.0.1, as a gateway host would run it, apart from the worker's environment.
+GATEWAY_VENV ?= .venv-gateway
+gateway: $(GATEWAY_VENV)/.installed
+
+$(GATEWAY_VENV)/.installed: constraints-gateway.txt
+	test -x $(GATEWAY_VENV)/bin/python || python3 -m venv $(GATEWAY_VENV)
+	$(GATEWAY_VENV)/bin/python -m pip install -q jupyter_enterprise_gateway==3.3.0 ipykernel -c constraints-gateway.txt
 	touch $@
 
 demo: setup
@@ -40,14 +50,26 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup lint
+test: setup gateway lint
 	$(PY) -m pytest
 
 clean:
 	rm -rf $(DEMO_HOME) .pytest_cache
 
-bench: setup
+bench: setup gateway
 	$(PY) -m bench.run
 
-bench-smoke: setup
+bench-smoke: setup gateway
 	$(PY) -m bench.run --smoke
+
+# The distributed suite alone (PostgreSQL, Redis, moto's S3, api-server, scheduler, dag-processor and two Celery
+# workers on 127.0.0.1; about 2 minutes). `make test` runs it too.
+.PHONY: test-distributed soak
+test-distributed: setup
+	$(PY) -m pytest tests/distributed tests/test_supervision.py
+
+# Not in CI: SOAK_N notebook tasks (and as many no-op and PapermillOperator tasks) through two Celery workers; prints
+# and writes the figures (bench/results/soak-*.json), see bench/README.md. `make soak SOAK_N=200` for a short one.
+SOAK_N ?= 1000
+soak: setup
+	$(PY) -m bench.soak --tasks $(SOAK_N)

@@ -31,7 +31,56 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [
-            {"integration-name": "Jupyter notebooks", "python-modules": ["airflow_notebook_provider.hooks.notebook"]}
+            {
+                "integration-name": "Jupyter notebooks",
+                "python-modules": ["airflow_notebook_provider.hooks.notebook", "airflow_notebook_provider.hooks.kernel"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "jupyter_gateway",
+                "hook-class-name": "airflow_notebook_provider.hooks.kernel.JupyterGatewayHook",
+                "hook-name": "Jupyter Gateway",
+                "conn-fields": {
+                    "validate_cert": {
+                        "label": "Validate certificate",
+                        "description": "Check the gateway's TLS certificate (https only). Default: true.",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "ca_bundle": {
+                        "label": "CA bundle",
+                        "description": "Path of a CA bundle on the worker, for a gateway certificate of a private CA.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "connect_timeout": {
+                        "label": "Connect timeout (s)",
+                        "description": "Seconds to wait for a connection to the gateway. Default: 10.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "request_timeout": {
+                        "label": "Request timeout (s)",
+                        "description": "Seconds a request may take; creating a kernel in a new pod can take "
+                        "minutes. Default: 120.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "headers": {
+                        "label": "Headers",
+                        "description": 'Extra HTTP headers as JSON, e.g. {"X-Proxy-Auth": "..."}.',
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "env": {
+                        "label": "Kernel environment",
+                        "description": "Variables for every kernel as JSON; a gateway passes only KERNEL_* names, "
+                        'e.g. {"KERNEL_NAMESPACE": "notebooks", "KERNEL_IMAGE": "org/image:tag"}.',
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "extra"],
+                    "relabeling": {"host": "Gateway URL", "password": "Auth token"},
+                    "placeholders": {"host": "http://127.0.0.1:8888", "password": "EG_AUTH_TOKEN of the gateway"},
+                },
+            }
         ],
         "extra-links": ["airflow_notebook_provider.links.notebook.NotebookOutputLink"],
         "task-decorators": [
@@ -67,6 +116,14 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "float",
                         "example": "60",
                         "default": "60",
+                    },
+                    "kernel_env_denylist": {
+                        "description": "Comma-separated fnmatch patterns of the worker's environment variables a "
+                        "local kernel does not inherit (the notebook gets them only through `env` or parameters).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "AIRFLOW_CONN_*,AIRFLOW_VAR_*,AIRFLOW__*,AWS_SECRET_ACCESS_KEY",
+                        "default": "AIRFLOW_CONN_*,AIRFLOW_VAR_*,AIRFLOW__*",
                     },
                     "viewer_base_url": {
                         "description": "Base URL of the Airflow UI for 'Output notebook' links; empty means "

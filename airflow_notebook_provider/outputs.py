@@ -28,7 +28,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import conf
 
 from airflow_notebook_provider.engine.errors import NotebookInputError
-from airflow_notebook_provider.engine.storage import safe_piece
+from airflow_notebook_provider.engine.storage import unique_piece
 from airflow_notebook_provider.hooks.notebook import NotebookHook
 from airflow_notebook_provider.results import OUTPUT_XCOM_KEY, RECORD_XCOM_KEY
 
@@ -108,7 +108,7 @@ def output_base() -> str:
 
 def default_output(ti: TaskInstanceId, try_number: int, base: str | None = None) -> str:
     """``{base}/{dag_id}/{run_id}/{task_id}[/map-{map_index}]/attempt-{try_number}.ipynb``, each piece made safe."""
-    pieces = [safe_piece(ti.dag_id), safe_piece(ti.run_id), safe_piece(ti.task_id)]
+    pieces = [unique_piece(ti.dag_id), unique_piece(ti.run_id), unique_piece(ti.task_id)]
     if ti.map_index >= 0:
         pieces.append(f"map-{int(ti.map_index)}")
     pieces.append(f"attempt-{int(try_number)}.ipynb")

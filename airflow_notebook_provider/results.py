@@ -20,7 +20,13 @@ SCRAP_VERSION = 1
 OUTPUT_XCOM_KEY = "output_notebook"
 RECORD_XCOM_KEY = "notebook_record"
 RESULTS_XCOM_KEY = "results"
-RESERVED_NAMES = frozenset({"return_value", OUTPUT_XCOM_KEY, RECORD_XCOM_KEY, RESULTS_XCOM_KEY})
+REPORTS_XCOM_KEY = "reports"
+"""Report format -> location of this attempt's rendered report (``report_formats``)."""
+FILES_XCOM_KEY = "files"
+"""Locations of the files this attempt collected (``collect_files``)."""
+RESERVED_NAMES = frozenset({"return_value", OUTPUT_XCOM_KEY, RECORD_XCOM_KEY, RESULTS_XCOM_KEY, REPORTS_XCOM_KEY,
+                            FILES_XCOM_KEY})
+LINEAGE_MIMETYPE = "application/vnd.airflow-notebook.lineage+json"
 _JSON_ENCODERS = {"json", "text"}
 
 
@@ -65,6 +71,42 @@ def record(name: str, value: Any) -> None:
     check_value(check_name(name), value)
     payload = {"name": name, "data": value, "encoder": "json", "version": SCRAP_VERSION}
     display({JSON_MIMETYPE: payload}, metadata={"scrapbook": {"name": name, "data": True, "display": False}}, raw=True)
+
+
+def record_lineage(inputs: Any = (), outputs: Any = ()) -> None:
+    """Declare datasets the notebook read and wrote; a notebook task adds them to its OpenLineage events.
+
+    Each dataset is a URI (``"s3://bucket/key"``, ``"/data/x.parquet"``, ``"postgres://db:5432/sales.public.orders"``)
+    or a dict ``{"namespace": ..., "name": ...}`` as OpenLineage names it. May be called more than once.
+    """
+    from IPython.display import display
+
+    payload = {"inputs": [_dataset(d) for d in inputs], "outputs": [_dataset(d) for d in outputs]}
+    display({LINEAGE_MIMETYPE: payload}, raw=True)
+
+
+def _dataset(value: Any) -> str | dict[str, str]:
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("namespace"), str) and isinstance(value.get("name"), str):
+        return {"namespace": value["namespace"], "name": value["name"]}
+    raise RecordError(f"A lineage dataset is a URI string or a dict with 'namespace' and 'name', got {value!r}.")
+
+
+def read_lineage(nb: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """The datasets a notebook declared with ``record_lineage``: (inputs, outputs), in order, without repeats."""
+    inputs: list[Any] = []
+    outputs: list[Any] = []
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            payload = (output.get("data") or {}).get(LINEAGE_MIMETYPE)
+            if not isinstance(payload, Mapping):
+                continue
+            for key, into in (("inputs", inputs), ("outputs", outputs)):
+                for item in payload.get(key) or []:
+                    if item not in into:
+                        into.append(item)
+    return inputs, outputs
 
 
 def read_records(nb: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import gateway
 from bench.notebooks import PARAMETERS, build
 
 REPO = Path(__file__).resolve().parent.parent
@@ -368,8 +369,10 @@ def main(argv: list[str] | None = None) -> int:
                                     for k, v in ks.items()}
         report["s3_input"] = s3_input(books, tmp, db, args.runs)
         report["s3_puts"] = s3_puts(books, tmp, db, ["small3"] if args.smoke else ["small3", "trivial200"])
+        report["gateway"] = gateway.measure(books["small3"], max(args.runs, 10) if not args.smoke else 1, tmp)
         report["elapsed_s"] = round(time.monotonic() - t_start, 1)
-        text = table(rows) + "\n" + notes(report)
+        text = table(rows) + "\n" + notes(report) + "\n## A Jupyter gateway's kernel against the local one\n\n" + \
+            gateway.table(report["gateway"])
         print(text)
         print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=1))
         args.out.mkdir(parents=True, exist_ok=True)
@@ -377,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
         (args.out / f"{stem}.md").write_text(text)
         bad = [r for r in rows if not r["outputs_ok"]]
+        if report["gateway"]["kernels_left_on_gateway"]:
+            bad.append({"gateway": "kernels left on the gateway"})
         if bad:
             print(f"invalid outputs: {bad}", file=sys.stderr)
             return 1

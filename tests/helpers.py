@@ -113,16 +113,7 @@ class MotoServer:
 
     def stop(self) -> None:
         """Stop the server's whole process group; bounded in time."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=10)
+        stop_group(self.proc)
 
     def requests(self) -> list[dict[str, Any]]:
         """Requests the server has logged (method, path), from its access log."""
@@ -133,6 +124,22 @@ class MotoServer:
                 if len(parts) >= 2:
                     out.append({"method": parts[0], "path": parts[1]})
         return out
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+    """Signal a server's whole process group (it was started as a session leader), then SIGKILL it if it is still
+    there after ``grace`` seconds; bounded in time either way."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
 
 
 def start_moto(workdir: Path, port: int | None = None) -> MotoServer:

@@ -32,3 +32,7 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert all(k["median"] > 0 for k in report["kernel_start_s"].values())
     assert set(report["s3_input"]) == {"early", "late"}
     assert all(0 < v["kernel_ready_s"] < v["median_s"] for v in report["s3_input"].values())
+    # The gateway row: the same notebook on a Jupyter gateway's kernel and on the local one, nothing left behind.
+    assert set(report["gateway"]["variants"]) == {"local kernel", "gateway kernel"}
+    assert all(v["median_s"] > 0 for v in report["gateway"]["variants"].values())
+    assert report["gateway"]["kernels_left_on_gateway"] == 0

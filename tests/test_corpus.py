@@ -7,6 +7,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pendulum
@@ -55,8 +56,11 @@ def corpus_run(airflow_db):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_corpus_notebook(corpus_run, name: str) -> None:
-    exp = CASES[name]
-    task = corpus_run[task_id_for(name)]
+    check_outcome(corpus_run[task_id_for(name)], CASES[name])
+
+
+def check_outcome(task: Any, exp: dict[str, Any]) -> None:
+    """The task's state and output notebook against the corpus's EXPECTED.json entry (also used by tests/gateway)."""
     assert task.state == ("success" if exp["outcome"] == "success" else "failed"), exp
     text = Path(task.xcom["output_notebook"]).read_text()
     # Opens in Jupyter: valid against its nbformat schema (inputs older than 4.5 are upgraded, so the cells the

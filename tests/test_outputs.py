@@ -12,7 +12,8 @@ from airflow_notebook_provider.outputs import (
 
 
 def test_default_output_layout() -> None:
-    assert default_output(TaskInstanceId("d", "../..", "t"), 2, "/o") == "/o/d/_._../t/attempt-2.ipynb"
+    # A piece that had to be cleaned keeps a short hash of the original, so that two run ids never share a folder.
+    assert default_output(TaskInstanceId("d", "../..", "t"), 2, "/o") == "/o/d/_._..-0cfd1c96/t/attempt-2.ipynb"
     assert default_output(TaskInstanceId("d", "r", "t", 3), 1, "s3://b/p/") == "s3://b/p/d/r/t/map-3/attempt-1.ipynb"
     assert record_location(TaskInstanceId("d", "r", "t", 3), 1, "/o") == "/o/d/r/t/map-3/attempt-1.record.json"
 

@@ -20,7 +20,13 @@ from pathlib import Path
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
 from airflow_notebook_provider.engine.errors import NotebookInputError
-from airflow_notebook_provider.engine.kernel import DEFAULT_KERNEL, KernelProvider, KernelSpecInfo, LocalKernel
+from airflow_notebook_provider.engine.kernel import (
+    DEFAULT_KERNEL,
+    InheritedEnv,
+    KernelProvider,
+    KernelSpecInfo,
+    LocalKernel,
+)
 
 LAUNCHER_NAME = DEFAULT_KERNEL
 """The name of the environment's own ipykernel (``<python> -m ipykernel_launcher``), as ipykernel names its
@@ -62,7 +68,8 @@ class PythonEnvironment(KernelProvider):
     ``ExecutionSettings.env`` or in the kernelspec's ``env``, still apply. ``PATH`` is left as it is.
     """
 
-    def __init__(self, python: str, *, probe_timeout: float = PROBE_TIMEOUT) -> None:
+    def __init__(self, python: str, *, probe_timeout: float = PROBE_TIMEOUT, inherited: InheritedEnv | None = None) -> None:
+        self.inherited = inherited or InheritedEnv()
         self.python = _interpreter(python)
         self.probe_timeout = probe_timeout
         self._lock = threading.Lock()
@@ -93,7 +100,8 @@ class PythonEnvironment(KernelProvider):
 
     def create(self, name: str, *, env: Mapping[str, str], cwd: str | None) -> LocalKernel:
         """A kernel for a resolved name; its spec is looked up when it is spawned (``kernel_spec``)."""
-        return LocalKernel(name, env=env, cwd=cwd, kernel_specs=_EnvironmentSpecs(self), unset_env=UNSET_ENV)
+        return LocalKernel(name, env=env, cwd=cwd, kernel_specs=_EnvironmentSpecs(self), unset_env=UNSET_ENV,
+                           inherited=self.inherited)
 
     # -- the environment ----------------------------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ class Execution:
         self.log: Log = log or logging.getLogger(__name__)
         self.hooks = hooks or RunHooks()
         self._early_kernel = early_kernel
-        self._secret_env = _secret_env(secrets or {})
+        self._secret_env = _secret_env(secrets or {}, self.settings.kernels.env_prefix)
         self.settings.env = {**self.settings.env, **dict(self._secret_env.values())}
         self.settings.secret_env = {name: var for name, (var, _) in self._secret_env.items()}
         self._tmp_cwd: str | None = None
@@ -80,12 +80,13 @@ class Execution:
 
     def __enter__(self) -> Execution:
         s = self.settings
-        if s.cwd is None:
+        if s.cwd is None and s.kernels.local_files:  # a remote kernel's folder is the gateway's (or ``cwd``)
             if storage.is_url(self.input_path):
                 s.cwd = self._tmp_cwd = tempfile.mkdtemp(prefix="notebook-run-")
             else:
                 s.cwd = str(storage.local_path(self.input_path).parent)
-        if self._early_kernel:
+        # A remote kernel is started early only when its name is known: guessing may cost a gateway a whole pod.
+        if self._early_kernel and (s.kernel_name or s.kernels.local_files):
             self._early = EarlyKernel(s.kernels, s.kernel_name or DEFAULT_KERNEL, env=s.env, cwd=s.cwd, log=self.log)
         return self
 
@@ -177,8 +178,9 @@ def execute_notebook(
         return execution.run(data, output_path, save=save, provenance=provenance)
 
 
-def _secret_env(secrets: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-    """Secret name -> (environment variable, value), each name a valid identifier and each value a string."""
+def _secret_env(secrets: Mapping[str, Any], prefix: str = "") -> dict[str, tuple[str, str]]:
+    """Secret name -> (environment variable, value), each name a valid identifier and each value a string; the
+    variable is ``<prefix>NOTEBOOK_SECRET_<name>`` (``KERNEL_NOTEBOOK_SECRET_<name>`` for a gateway kernel)."""
     out: dict[str, tuple[str, str]] = {}
     for name, value in secrets.items():
         validate_name(name)
@@ -187,5 +189,5 @@ def _secret_env(secrets: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
                 f"Secret parameter {name!r} must be a string (it reaches the kernel as an environment variable), "
                 f"got {type(value).__name__}; pass str(value) or a templated connection/variable field."
             )
-        out[name] = (SECRET_ENV_PREFIX + name, value)
+        out[name] = (prefix + SECRET_ENV_PREFIX + name, value)
     return out

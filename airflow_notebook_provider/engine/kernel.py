@@ -11,6 +11,7 @@ with no change to the cell loop.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import os
 import signal
@@ -45,6 +46,29 @@ class KernelStopped(Exception):
     """The kernel was killed on purpose (``Kernel.kill``) while it started."""
 
 
+ESSENTIAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR", "TERM")
+"""What a kernel keeps of this process's environment with ``inherit=False``: enough to find programs, write
+temporary files and read text in the right locale."""
+
+
+@dataclass(frozen=True)
+class InheritedEnv:
+    """Which variables of this process's environment a local kernel inherits (``env`` and the kernelspec's own
+    ``env`` always apply on top). ``denylist`` holds ``fnmatch`` patterns (e.g. ``AIRFLOW_CONN_*``): a worker's
+    connection URIs, variables and Airflow settings are secrets the notebook has no business reading."""
+
+    inherit: bool = True
+    denylist: tuple[str, ...] = ()
+
+    def apply(self, environ: Mapping[str, str], unset: Collection[str] = ()) -> dict[str, str]:
+        def keep(name: str) -> bool:
+            if name in unset or any(fnmatch.fnmatchcase(name, p) for p in self.denylist):
+                return False
+            return self.inherit or any(fnmatch.fnmatchcase(name, p) for p in ESSENTIAL_ENV)
+
+        return {k: v for k, v in environ.items() if keep(k)}
+
+
 @dataclass(frozen=True)
 class KernelSpecInfo:
     name: str
@@ -54,6 +78,17 @@ class KernelSpecInfo:
 
 class KernelProvider(ABC):
     """Where kernels come from: resolves kernel names and creates ``Kernel`` objects."""
+
+    env_prefix: str = ""
+    """Prefix of the environment variables the run sets for the kernel (secret parameters): a Jupyter gateway
+    passes a kernel only ``KERNEL_*`` names."""
+    local_files: bool = True
+    """The kernel runs on this machine and sees its files: a default working folder is chosen for it."""
+
+    @property
+    def start_hint(self) -> str:
+        """What to check when a kernel does not start, for the message recorded in the output notebook."""
+        return "Check its kernel spec (`jupyter kernelspec list`) where the task runs"
 
     @abstractmethod
     def names(self) -> list[str]:
@@ -210,7 +245,11 @@ class Kernel(ABC):
 
 
 class LocalKernels(KernelProvider):
-    """Kernelspecs installed where the run happens (``jupyter kernelspec list``)."""
+    """Kernelspecs installed where the run happens (``jupyter kernelspec list``); ``inherited`` says which of this
+    process's environment variables the kernels get."""
+
+    def __init__(self, inherited: InheritedEnv | None = None) -> None:
+        self.inherited = inherited or InheritedEnv()
 
     def names(self) -> list[str]:
         return sorted(KernelSpecManager().find_kernel_specs())
@@ -228,7 +267,7 @@ class LocalKernels(KernelProvider):
         return KernelSpecInfo(name, (spec.language or "python").lower(), spec.display_name or name)
 
     def create(self, name: str, *, env: Mapping[str, str], cwd: str | None) -> LocalKernel:
-        return LocalKernel(name, env=env, cwd=cwd)
+        return LocalKernel(name, env=env, cwd=cwd, inherited=self.inherited)
 
 
 class LocalKernel(Kernel):
@@ -242,7 +281,9 @@ class LocalKernel(Kernel):
     """
 
     def __init__(self, name: str, *, env: Mapping[str, str], cwd: str | None,
-                 kernel_specs: KernelSpecManager | None = None, unset_env: Collection[str] = ()) -> None:
+                 kernel_specs: KernelSpecManager | None = None, unset_env: Collection[str] = (),
+                 inherited: InheritedEnv | None = None) -> None:
+        self.inherited = inherited or InheritedEnv()
         self.name = name
         self.env = dict(env)
         self.cwd = cwd
@@ -264,7 +305,7 @@ class LocalKernel(Kernel):
         # ipykernel's history in memory: concurrent kernels sharing one SQLite history file lock each other out.
         args = ["--HistoryManager.hist_file=:memory:"] if getattr(self.km, "ipykernel", False) else []
         kwargs: dict[str, Any] = {"cwd": self.cwd} if self.cwd else {}
-        inherited = {k: v for k, v in os.environ.items() if k not in self.unset_env}
+        inherited = self.inherited.apply(os.environ, self.unset_env)
         await ensure_async(self.km.start_kernel(extra_arguments=args, env={**inherited, **self.env}, **kwargs))
         proc = _compat.kernel_process(self.km)
         self.pid = getattr(proc, "pid", None) or -1

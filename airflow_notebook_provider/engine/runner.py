@@ -39,6 +39,8 @@ from airflow_notebook_provider.engine.kernel import (
 )
 from airflow_notebook_provider.engine.log import Log
 from airflow_notebook_provider.engine.parameters import inject
+from airflow_notebook_provider.engine.publish import mark_report_mode
+from airflow_notebook_provider.engine.redact import Redactor
 from airflow_notebook_provider.engine.settings import ExecutionSettings, KernelReady, RunHooks, RunResult
 from airflow_notebook_provider.engine.writer import OutputWriter
 
@@ -51,6 +53,10 @@ _MEMORY_ERROR = (
 # Longest wait, after a cell's reply, for the output the kernel sent before it (nbclient's ``iopub_timeout``, 4 s
 # by default: a burst of messages read on a busy worker lost its tail). Drain it; the kernel is alive.
 _IOPUB_DRAIN_SECONDS = 120
+_INTERRUPT_SECONDS = 5.0
+# After a KeyboardInterrupt nobody in the run asked for, how long to watch for the kernel's end (a shutdown from
+# outside interrupts the kernel first); a kernel still alive by then was only interrupted.
+_SHUTDOWN_GRACE_SECONDS = 2.0
 
 
 class _Client(NotebookClient):
@@ -91,7 +97,10 @@ class NotebookRun:
         self.metadata = dict(metadata or {})
         self.log: Log = log or logging.getLogger(__name__)
         self.hooks = hooks or RunHooks()
-        self.writer = OutputWriter(nb, output_path, save, self.log, self.hooks.on_write)
+        self.secrets = Redactor(self.settings.env[var] for var in self.settings.secret_env.values()
+                                if var in self.settings.env)
+        self.writer = OutputWriter(nb, output_path, save, self.log, self.hooks.on_write,
+                                   redact=self.secrets.bytes if self.secrets else None)
         self.cell_log = CellLog(self.log, enabled=self.settings.log_output, limit=self.settings.log_output_limit)
         self.kernel_name: str | None = None
         self.language: str | None = None
@@ -131,6 +140,8 @@ class NotebookRun:
         self.nb.metadata["kernelspec"] = {"name": spec.name, "display_name": spec.display_name, "language": spec.language}
         self._check_declared()
         inject(self.nb, self.parameters, self.language, self.settings.secret_env)
+        if self.settings.report_mode:
+            mark_report_mode(self.nb)
         record.init_record(self.nb, parameters=self.parameters, input_path=self.input_path,
                            output_path=self.output_path, metadata=self.metadata)
         self._prepared = True
@@ -247,7 +258,7 @@ class NotebookRun:
         except KernelStartError as exc:
             return self._failure(
                 "startup", type(exc.__cause__ or exc).__name__,
-                f"{exc}. Check its kernel spec (`jupyter kernelspec list`) where the task runs, or raise "
+                f"{exc}. {self.settings.kernels.start_hint}, or raise "
                 f"`startup_timeout` ({self.settings.startup_timeout:g} s) if it is only slow",
             )
         if "language_info" in info:
@@ -290,13 +301,21 @@ class NotebookRun:
                 await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
             except CellExecutionError as exc:
                 clean_exit = exc.ename == "SystemExit" and exc.evalue.strip() in _CLEAN_EXIT_VALUES
-                if not clean_exit:
+                if self._stop_reason:  # a remote kernel is interrupted as it is deleted: the stop is the cause
+                    failure = self._failure("stopped", "RunStopped", f"The run was stopped ({self._stop_reason}).", index)
+                elif exc.ename == "KeyboardInterrupt" and await _ended_after(kernel):
+                    # Interrupted as its kernel was shut down from outside (a gateway's culler or admin, a restart).
+                    failure = self._failure("dead_kernel", "DeadKernelError", "the kernel was interrupted and shut "
+                                            f"down from outside the task while running this cell ({kernel.exit_reason()})",
+                                            index)
+                elif not clean_exit:
                     evalue = _MEMORY_ERROR if exc.ename == "MemoryError" and not exc.evalue.strip() else exc.evalue
                     # Some kernels (bash_kernel) name no error: the exit status is all they report.
                     failure = self._failure("error", exc.ename or "Error", evalue, index, _error_traceback(cell))
             except CellTimeoutError:
                 failure = self._failure("timeout", "CellTimeoutError", "the cell ran longer than "
                                         f"cell_timeout={self.settings.cell_timeout:g} s and was stopped", index)
+                await self._interrupt(kernel)
             except DeadKernelError:
                 if not self._stop_reason and await _cancelled_not_dead(kernel):
                     # nbclient reports any cancellation as a dead kernel; this one is an exception from outside
@@ -327,6 +346,14 @@ class NotebookRun:
         self.log.info("%d code cells ran in %.2f s", ran, time.monotonic() - began)
         return None, False
 
+    async def _interrupt(self, kernel: Kernel) -> None:
+        """Interrupt a timed-out cell before the kernel is shut down: a remote kernel may outlive its deletion
+        request by a while, and should not keep computing meanwhile."""
+        try:
+            await asyncio.wait_for(kernel.interrupt(), _INTERRUPT_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - the shutdown that follows stops the kernel anyway
+            self.log.debug("Interrupting kernel %s failed: %s", kernel.name, exc)
+
     # -- how a run ends -----------------------------------------------------------------------------------------
 
     def _failure(
@@ -346,8 +373,29 @@ class NotebookRun:
     def _finish(self, failure: Failure | None, *, fatal: bool) -> None:
         """Close the record (marking the failure, if any) and write the notebook a last time."""
         record.finish_record(self.nb, failure)
+        if self.secrets:
+            self.secrets.notebook(self.nb)  # what reports, XCom records and the last write see
         self._finished = True
+        if self.hooks.on_finish is not None:
+            try:
+                self.hooks.on_finish(self.nb)
+            except Exception as exc:  # noqa: BLE001 - whatever a hook does, the notebook's last write happens
+                self.log.error("The run's on_finish hook failed: %s", exc)
         self.writer.final(fatal=fatal)
+
+
+async def _ended_after(kernel: Kernel, seconds: float = _SHUTDOWN_GRACE_SECONDS) -> bool:
+    """True when the kernel stops being alive within ``seconds`` (an interrupt that announced a shutdown)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if not await kernel.is_alive():
+                return True
+        except Exception:  # noqa: BLE001 - cannot tell: keep the error the kernel reported
+            return False
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.25)
 
 
 async def _cancelled_not_dead(kernel: Kernel) -> bool:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from nbformat import NotebookNode
 
 from airflow_notebook_provider.engine.errors import Failure
-from airflow_notebook_provider.engine.kernel import KernelProvider, LocalKernels
+from airflow_notebook_provider.engine.kernel import InheritedEnv, KernelProvider, LocalKernels
 from airflow_notebook_provider.engine.writer import WriteKind
 
 
@@ -43,17 +43,19 @@ class ExecutionSettings:
     unknown_parameters: Literal["warn", "fail", "ignore"] = "warn"
     """A parameter the notebook's ``parameters`` cell does not declare: logged with the closest declared name
     (``warn``), refused before any cell runs (``fail``), or injected silently (``ignore``)."""
+    report_mode: bool = False
+    """papermill's ``report_mode``: every cell's source is marked ``jupyter.source_hidden`` in the output."""
     kernels: KernelProvider = field(default_factory=LocalKernels)
     """Where kernels come from: installed kernelspecs by default; the plug point for other kinds of kernel."""
 
 
-def kernel_provider(python: str | None = None) -> KernelProvider:
+def kernel_provider(python: str | None = None, inherited: InheritedEnv | None = None) -> KernelProvider:
     """Installed kernelspecs, or with ``python`` the kernels of that interpreter's own environment."""
     if not python:
-        return LocalKernels()
+        return LocalKernels(inherited)
     from airflow_notebook_provider.engine.environments import PythonEnvironment
 
-    return PythonEnvironment(python)
+    return PythonEnvironment(python, inherited=inherited)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class RunHooks:
     """A code cell starts: ``(1-based number among all cells, number of cells, cell)``."""
     on_cell_end: Callable[[int, NotebookNode, Failure | None], None] | None = None
     """A code cell ended: ``(number, cell, the failure it ended the run with, or None)``."""
+    on_finish: Callable[[NotebookNode], None] | None = None
+    """The run ended (success or failure) and its record is closed: right before the last write, so that what it
+    adds to the notebook (reports, collected files) is written too. An exception here is logged, not raised."""
 
 
 @dataclass

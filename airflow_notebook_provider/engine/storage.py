@@ -6,6 +6,7 @@ crash never sees a truncated notebook. URLs go through fsspec. The Airflow hook 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -43,6 +44,26 @@ def safe_piece(value: object) -> str:
     return text
 
 
+def unique_piece(value: object) -> str:
+    """``safe_piece``, plus a short hash of the original when cleaning changed it: ``a/b``, ``a~b`` and ``a_b`` must
+    not share a folder (a later run's files would overwrite an earlier one's)."""
+    text = safe_piece(value)
+    if text == str(value):
+        return text
+    return f"{text}-{hashlib.sha256(str(value).encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` can only set it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def same_location(a: str, b: str) -> bool:
     """True when ``a`` and ``b`` name the same notebook (local paths compared after resolving links)."""
     if is_url(a) or is_url(b):
@@ -57,6 +78,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would lock out readers of a shared folder
         os.replace(tmp, path)
     except BaseException:
         try:

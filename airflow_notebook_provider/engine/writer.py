@@ -35,8 +35,10 @@ class OutputWriter:
         save: Callable[[bytes], None],
         log: Log,
         on_write: Callable[[WriteKind, int], None] | None = None,
+        redact: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.nb = nb
+        self._redact = redact
         self.location = location
         self._save = save
         self._log = log
@@ -48,21 +50,21 @@ class OutputWriter:
 
     def first(self) -> None:
         """The notebook as the run starts; raises ``NotebookStorageError`` (nothing can be recorded without it)."""
-        self._write(dumps(self.nb), next(self._seq), "first", fatal=True)
+        self._write(self._bytes(), next(self._seq), "first", fatal=True)
 
     async def checkpoints(self, interval: float) -> None:
         """Write the running notebook every ``interval`` seconds until cancelled; a failed checkpoint is logged."""
         interval = max(float(interval), 0.1)
         while True:
             await asyncio.sleep(interval)
-            data, seq = dumps(self.nb), next(self._seq)
+            data, seq = self._bytes(), next(self._seq)
             await asyncio.to_thread(self._write, data, seq, "checkpoint", fatal=False)
 
     def final(self, *, fatal: bool) -> None:
         """The last write. If the store refuses it (after its retries), the executed notebook is the only evidence
         of the run: keep it in a local rescue copy on the worker and say where, rather than lose it. Raises
         ``NotebookStorageError`` if ``fatal`` (a run that otherwise succeeded), else logs the error."""
-        data, seq = dumps(self.nb), next(self._seq)
+        data, seq = self._bytes(), next(self._seq)
         try:
             self._write(data, seq, "final", fatal=True, wrap=False)
             return
@@ -75,6 +77,11 @@ class OutputWriter:
         if fatal:
             raise NotebookStorageError(msg) from error
         self._log.error("%s", msg)
+
+    def _bytes(self) -> bytes:
+        """The notebook as written: secret values a cell printed are replaced by ``***`` in every write."""
+        data = dumps(self.nb)
+        return self._redact(data) if self._redact is not None else data
 
     def _write(self, data: bytes, seq: int, kind: WriteKind, *, fatal: bool, wrap: bool = True) -> None:
         with self._lock:

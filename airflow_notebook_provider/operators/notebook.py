@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from airflow_notebook_provider import outputs
 from airflow_notebook_provider.engine import (
     Execution,
     ExecutionSettings,
+    KernelProvider,
     NotebookConfigError,
     NotebookExecutionError,
     NotebookInputError,
@@ -21,6 +23,8 @@ from airflow_notebook_provider.engine import (
     RunHooks,
     kernel_provider,
 )
+from airflow_notebook_provider.engine.kernel import InheritedEnv
+from airflow_notebook_provider.engine.publish import DEFAULT_COLLECT_MAX_BYTES, Publisher, check_formats, check_patterns
 from airflow_notebook_provider.engine.writer import WriteKind
 from airflow_notebook_provider.exceptions import (
     NotebookTaskConfigError,
@@ -28,9 +32,18 @@ from airflow_notebook_provider.exceptions import (
     NotebookTaskFailed,
     NotebookTaskInputError,
 )
+from airflow_notebook_provider.hooks.kernel import kernels_for_connection
 from airflow_notebook_provider.hooks.notebook import NotebookHook
+from airflow_notebook_provider.lineage import LineageState, operator_lineage
 from airflow_notebook_provider.links.notebook import NotebookOutputLink, viewer_url
-from airflow_notebook_provider.results import RESULTS_XCOM_KEY, RecordError, read_records
+from airflow_notebook_provider.results import (
+    FILES_XCOM_KEY,
+    REPORTS_XCOM_KEY,
+    RESULTS_XCOM_KEY,
+    RecordError,
+    read_records,
+)
+from airflow_notebook_provider.supervision import local_output_warning, watch_supervisor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -54,6 +67,10 @@ class NotebookOperator(BaseOperator):
         kernelspec installed in that environment. Templated.
     :param language: Language the parameters are written in (``python``, ``r``, ``julia``, ``bash``, ...); default:
         the kernelspec's, then the notebook's ``language_info``. Templated.
+    :param kernel_conn_id: Airflow connection of a kernel that runs elsewhere. Type ``jupyter_gateway``: a
+        Jupyter Kernel or Enterprise Gateway, where each attempt creates its own ``kernel_name`` kernel and deletes
+        it when the attempt ends. Type ``jupyter_kernel`` (the papermill provider's): an already running kernel,
+        reached over ZMQ, attached to and never shut down. Templated. See README "Remote kernels".
     :param python: Interpreter of the notebook's own environment (e.g. ``/opt/envs/report/bin/python``, with
         ``ipykernel`` installed there): the kernel runs with it, no kernelspec needed, and the worker's Airflow
         environment is not on its path. Templated.
@@ -63,12 +80,26 @@ class NotebookOperator(BaseOperator):
     :param cell_timeout: Seconds one cell may run (None: no limit).
     :param startup_timeout: Seconds the kernel may take to start.
     :param env: Extra environment variables for the kernel. Templated.
+    :param inherit_env: The local kernel inherits the worker's environment (default True, as before: notebooks rely
+        on PATH, HOME, cloud credentials...), minus the variables matching ``[notebook] kernel_env_denylist`` (by
+        default the worker's Airflow connections, variables and settings). False: only PATH, HOME, the locale and a
+        few more, plus ``env``.
     :param cwd: Working directory of the kernel; default: the notebook's folder for a local notebook (as Jupyter
         does), else a temporary folder removed afterwards. Templated.
     :param log_output: Send the cells' stdout and stderr to the task log as they are produced.
     :param log_output_limit: Characters of one cell's output that reach the log (the notebook keeps it all).
     :param checkpoint_interval: Least seconds between two writes of the running notebook (default
         ``[notebook] checkpoint_interval``, 30).
+    :param report_formats: Reports rendered beside each attempt's output notebook, successful or failed
+        (``attempt-1.html``...): ``"html"``, ``"markdown"``, ``"pdf"`` (printed by a local Chromium). Templated.
+        Their locations go to XCom under ``reports``.
+    :param report_mode: papermill's ``report_mode``: cell sources are marked hidden, and reports leave out code
+        inputs and the injected-parameters cell.
+    :param collect_files: Globs relative to the kernel's working folder (``["out/*.csv", "figures/**/*.png"]``,
+        templated): after the run, matching files are copied beside the output notebook (``attempt-1.files/...``),
+        listed in ``metadata.airflow.files`` and in XCom under ``files``. Local kernels only.
+    :param collect_files_max_bytes: Most bytes collected in all (default 100 MiB); files beyond it are left out and
+        named in the log and the notebook.
     :param secret_parameters: Names of ``parameters`` (string values, e.g. ``"{{ conn.api.password }}"``) passed to
         the kernel as environment variables ``NOTEBOOK_SECRET_<name>`` and read by the injected cell: the value is
         never written into the output notebook, its metadata or the rendered template fields, and Airflow's secrets
@@ -79,7 +110,8 @@ class NotebookOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "notebook", "output_notebook", "parameters", "kernel_name", "language", "python", "env", "cwd",
+        "notebook", "output_notebook", "parameters", "kernel_name", "language", "python", "kernel_conn_id", "env",
+        "cwd", "report_formats", "collect_files",
     )
     template_fields_renderers = {"parameters": "json", "env": "json"}
     operator_extra_links = (NotebookOutputLink(),)
@@ -98,15 +130,21 @@ class NotebookOperator(BaseOperator):
         kernel_name: str | None = None,
         language: str | None = None,
         python: str | None = None,
+        kernel_conn_id: str | None = None,
         unknown_parameters: str = "warn",
         cell_timeout: float | None = None,
         startup_timeout: float = 60.0,
         env: Mapping[str, str] | None = None,
+        inherit_env: bool = True,
         cwd: str | None = None,
         log_output: bool = True,
         log_output_limit: int = 100_000,
         checkpoint_interval: float | None = None,
         secret_parameters: Sequence[str] | None = None,
+        report_formats: Sequence[str] | None = None,
+        report_mode: bool = False,
+        collect_files: Sequence[str] | None = None,
+        collect_files_max_bytes: int = DEFAULT_COLLECT_MAX_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,16 +155,24 @@ class NotebookOperator(BaseOperator):
         self.kernel_name = kernel_name
         self.language = language
         self.python = python
+        self.kernel_conn_id = kernel_conn_id
         self.unknown_parameters = unknown_parameters
         self.cell_timeout = cell_timeout
         self.startup_timeout = startup_timeout
         self.env = env if env is not None else {}
+        self.inherit_env = inherit_env
         self.cwd = cwd
         self.log_output = log_output
         self.log_output_limit = log_output_limit
         self.checkpoint_interval = checkpoint_interval
         self.secret_parameters = list(secret_parameters or [])
+        self.report_formats = report_formats
+        self.report_mode = report_mode
+        self.collect_files = collect_files
+        self.collect_files_max_bytes = collect_files_max_bytes
         self._execution: Execution | None = None
+        self._lineage: LineageState | None = None
+        self._secret_values: dict[str, str] = {}
 
     @cached_property
     def hook(self) -> NotebookHook:
@@ -152,7 +198,13 @@ class NotebookOperator(BaseOperator):
 
         hooks.on_write = publish
         try:
+            formats, patterns = check_formats(self.report_formats), check_patterns(self.collect_files)
+            if isinstance(self.collect_files_max_bytes, bool) or not isinstance(self.collect_files_max_bytes, int) \
+                    or self.collect_files_max_bytes < 0:
+                raise ValueError(f"`collect_files_max_bytes` must be a number of bytes, got {self.collect_files_max_bytes!r}")
             parameters, secrets = self._split_secrets()
+            self._lineage = LineageState(notebook=self.notebook,
+                                         parameters=dict(parameters) if isinstance(parameters, Mapping) else {})
             execution = Execution(
                 self.notebook, parameters=parameters, secrets=secrets, settings=self._settings(),
                 log=_RedactingLog(self.log) if secrets else self.log, hooks=hooks, early_kernel=self.start_kernel_early,
@@ -160,6 +212,8 @@ class NotebookOperator(BaseOperator):
         except (NotebookConfigError, ValueError, TypeError) as exc:
             raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
 
+        publisher: Publisher | None = None
+        watch = watch_supervisor(execution.stop, log=self.log)  # an orphan (its worker died) stops its run
         try:
             with execution:  # the kernel boots while the notebook is fetched and the output location chosen
                 self._execution = execution
@@ -168,11 +222,23 @@ class NotebookOperator(BaseOperator):
                 ti_id = outputs.TaskInstanceId.of(ti)
                 execution.check_output(self.output_notebook or outputs.default_output(ti_id, ti.try_number))
                 output = outputs.choose_output(self.hook, ti_id, ti.try_number, self.output_notebook)
+                if warning := local_output_warning(output, self.executor, getattr(ti, "hostname", None) or "?"):
+                    self.log.warning("%s", warning)
+                s = execution.settings
+                publisher = Publisher(
+                    output, save=self.hook.write, formats=formats, report_mode=bool(self.report_mode),
+                    patterns=patterns, max_bytes=self.collect_files_max_bytes,
+                    cwd=s.cwd if s.kernels.local_files else None,
+                )
+                self._lineage.output = output
+                hooks.on_finish = functools.partial(self._on_finish, publisher)
                 result = execution.run(
                     data, output, save=lambda b: self.hook.write(output, b), metadata={"airflow": self._identity(context)},
                     provenance={"versions": {"airflow": airflow.__version__}},
                 )
         except NotebookExecutionError as exc:
+            self._lineage.failure = exc.failure
+            self._push_published(ti, publisher)
             url = self._url(context)
             raise NotebookTaskFailed(f"{exc}. View it: {url}", output=exc.output, url=url) from None
         except OutputIsInputError as exc:
@@ -188,9 +254,12 @@ class NotebookOperator(BaseOperator):
             raise NotebookTaskError(f"Task {self.task_id}: {exc}") from None
         finally:
             self._execution = None
+            watch.close()
         if result.stopped_early:
             self.log.info("The notebook ended early with sys.exit(0); the task succeeds.")
         self._push_records(ti, result.nb, output)
+        self._push_published(ti, publisher)
+        self._describe_asset_events(context, output, result.nb)
         self.log.info("Notebook done: %d writes to %s. View it: %s", result.writes, output, self._url(context))
         return output
 
@@ -204,6 +273,54 @@ class NotebookOperator(BaseOperator):
         execution = self._execution
         if execution is not None:
             execution.stop("the task was killed: on_kill, after SIGTERM or a task timeout")
+
+    def _on_finish(self, publisher: Publisher, nb: Any) -> None:
+        """The run ended: publish its reports and files (if asked), and keep what lineage events describe."""
+        if publisher.formats or publisher.patterns:
+            publisher(nb, self.log)
+        if (state := self._lineage) is not None:
+            state.nb, state.reports, state.files = nb, dict(publisher.reports), list(publisher.files)
+
+    # -- OpenLineage (apache-airflow-providers-openlineage calls these when it is installed) --------------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        return operator_lineage(self._lineage, notebook=str(self.notebook), finished=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return operator_lineage(self._lineage, notebook=str(self.notebook), finished=True)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return operator_lineage(self._lineage, notebook=str(self.notebook), finished=True)
+
+    def _push_published(self, ti: Any, publisher: Publisher | None) -> None:
+        """The reports and collected files of this attempt, to XCom (``reports``: format -> location, ``files``)."""
+        if publisher is None:
+            return
+        if publisher.formats:
+            ti.xcom_push(key=REPORTS_XCOM_KEY, value=dict(publisher.reports))
+        if publisher.patterns:
+            ti.xcom_push(key=FILES_XCOM_KEY, value=list(publisher.files))
+
+    def _describe_asset_events(self, context: Context, output: str, nb: Any) -> None:
+        """Each asset this task updates (``outlets``) gets an event whose ``extra`` says where the notebook is, so that
+        an asset-triggered DAG can find it: ``output_notebook``, ``results`` (the recorded names), ``reports``."""
+        events = context.get("outlet_events")
+        if not self.outlets or events is None:
+            return
+        try:
+            names = sorted(read_records(nb))
+        except RecordError:
+            names = []
+        extra: dict[str, Any] = {"output_notebook": output, "results": names, "dag_id": context["ti"].dag_id,
+                 "run_id": context["ti"].run_id, "try_number": context["ti"].try_number}
+        reports = nb.metadata.get("airflow", {}).get("reports")
+        if reports:
+            extra["reports"] = dict(reports)
+        for outlet in self.outlets:
+            try:
+                events[outlet].extra.update(extra)
+            except (KeyError, TypeError, AttributeError) as exc:  # not an asset (an old-style lineage entity)
+                self.log.debug("No asset event for outlet %r: %s", outlet, exc)
 
     # -- results and secrets ----------------------------------------------------------------------------------
 
@@ -227,11 +344,20 @@ class NotebookOperator(BaseOperator):
             self._mask_secrets()
 
     def _mask_secrets(self) -> None:
-        params = self.parameters if isinstance(self.parameters, Mapping) else {}
+        """Register each secret value with the masker, keep it privately, and leave ``***`` in ``parameters``:
+        whatever reads the operator's attributes later (Airflow's OpenLineage ``airflow`` run facet copies
+        ``parameters``; rendered-field views) never sees the value."""
+        if isinstance(self.secret_parameters, str) or not isinstance(self.parameters, Mapping):
+            return
+        params, hidden = dict(self.parameters), False
         for name in self.secret_parameters:
             value = params.get(name)
-            if isinstance(value, str) and value:
+            if isinstance(value, str) and value and value != SECRET_PLACEHOLDER:
                 mask_secret(value)  # no name: with one, Airflow masks only names it deems sensitive ("password", ...)
+                self._secret_values[name] = value
+                params[name], hidden = SECRET_PLACEHOLDER, True
+        if hidden:
+            self.parameters = params
 
     def _split_secrets(self) -> tuple[Any, dict[str, Any]]:
         """``parameters`` without the secret ones, and the secret ones (``Execution`` passes them as env vars)."""
@@ -247,7 +373,8 @@ class NotebookOperator(BaseOperator):
                     f"`secret_parameters` names {name!r}, which is not in `parameters` "
                     f"({', '.join(map(str, parameters)) or 'none'}); add it, e.g. {name!r}: '{{{{ conn.my_conn.password }}}}'."
                 )
-            secrets[name] = parameters.pop(name)
+            value = parameters.pop(name)
+            secrets[name] = self._secret_values.get(name, value)
         return parameters, secrets
 
     # -- helpers ----------------------------------------------------------------------------------------------
@@ -266,7 +393,7 @@ class NotebookOperator(BaseOperator):
             raise ValueError(f"`output_notebook` must be a path or URL, or None for the default, got {self.output_notebook!r}")
         if self.unknown_parameters not in ("warn", "fail", "ignore"):
             raise ValueError(f"`unknown_parameters` must be 'warn', 'fail' or 'ignore', got {self.unknown_parameters!r}")
-        for name in ("kernel_name", "language", "python"):
+        for name in ("kernel_name", "language", "python", "kernel_conn_id"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"`{name}` must be a string or None, got {value!r}")
@@ -279,7 +406,7 @@ class NotebookOperator(BaseOperator):
             kernel_name=self.kernel_name or None,
             language=self.language or None,
             unknown_parameters=self.unknown_parameters,  # type: ignore[arg-type]  # checked above
-            kernels=kernel_provider(self.python),
+            kernels=self._kernels(),
             cell_timeout=seconds("cell_timeout", self.cell_timeout, True),
             startup_timeout=seconds("startup_timeout", self.startup_timeout, False) or 60.0,
             env={k: str(v) for k, v in self.env.items()},
@@ -287,7 +414,22 @@ class NotebookOperator(BaseOperator):
             checkpoint_interval=seconds("checkpoint_interval", interval, False) or 30.0,
             log_output=bool(self.log_output),
             log_output_limit=int(self.log_output_limit),
+            report_mode=bool(self.report_mode),
         )
+
+    def _kernels(self) -> KernelProvider:
+        """Where the kernel runs: a connection's gateway or running kernel, a Python environment, or here."""
+        if not self.kernel_conn_id:
+            denylist = conf.get("notebook", "kernel_env_denylist", fallback=DEFAULT_ENV_DENYLIST)
+            inherited = InheritedEnv(inherit=bool(self.inherit_env),
+                                     denylist=tuple(p.strip() for p in str(denylist).split(",") if p.strip()))
+            return kernel_provider(self.python, inherited)
+        if self.python:
+            raise ValueError(
+                f"`python` ({self.python!r}) and `kernel_conn_id` ({self.kernel_conn_id!r}) both say where the kernel "
+                "runs; keep one (a gateway's kernels run in the gateway's environments)."
+            )
+        return kernels_for_connection(self.kernel_conn_id)
 
     def _identity(self, context: Context) -> dict[str, Any]:
         """``metadata.airflow`` of the output notebook: the attempt it belongs to (checked by every reader)."""
@@ -308,6 +450,13 @@ class NotebookOperator(BaseOperator):
             dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=outputs.TaskInstanceId.of(ti).map_index,
             try_number=ti.try_number
         )
+
+
+DEFAULT_ENV_DENYLIST = "AIRFLOW_CONN_*,AIRFLOW_VAR_*,AIRFLOW__*"
+"""The worker's variables a local kernel never inherits (``[notebook] kernel_env_denylist``): connection URIs,
+variables and Airflow settings (the metadata DB's URL, the Fernet key and the JWT secret among them)."""
+SECRET_PLACEHOLDER = "***"
+"""What a secret parameter's value is replaced by in the operator's ``parameters`` once rendered."""
 
 
 class _RedactingLog:

@@ -13,13 +13,43 @@ Differences are listed in README.md ("Migrating from the papermill provider").
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attr
+from airflow.providers.common.compat.lineage.entities import File
 
 from airflow_notebook_provider.exceptions import NotebookTaskConfigError
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+@attr.s(auto_attribs=True)
+class NoteBook(File):
+    """A notebook location with parameters, as the papermill provider's ``NoteBook``: what the task returns, so
+    that a downstream task reads ``output.url`` as it did (papermill's example DAGs do)."""
+
+    template_fields: ClassVar[tuple[str, ...]] = ("parameters", *File.template_fields)
+    type_hint: str | None = "jupyter_notebook"
+    parameters: dict | None = {}
+
+
+def _allow_in_xcom() -> None:
+    """Let a downstream task deserialize the returned ``NoteBook`` (Airflow allows only ``airflow.*`` classes by
+    default): the DAG file imports this module in every task process, before any XCom is read."""
+    try:
+        from airflow.sdk.serde import allow_class
+    except ImportError:  # older Airflow 3: add the class to [core] allowed_deserialization_classes
+        return
+    allow_class(NoteBook)
+
+
+_allow_in_xcom()
+
+
+class InputNotebookMissing(NotebookTaskConfigError, ValueError):
+    """``input_nb`` is empty after templating: a ``ValueError``, as the papermill provider raises."""
 
 
 def _location(value: Any) -> str | None:
@@ -44,13 +74,15 @@ class PapermillOperator(NotebookOperator):
     :param parameters: Notebook parameters. Templated.
     :param kernel_name: Kernel to run instead of the notebook's. Templated.
     :param language_name: Language the parameters are written in, as ``language`` (default: the kernel's own).
-    :param kernel_conn_id: Remote kernels are not supported; a task setting it fails with a clear error.
+    :param kernel_conn_id: A kernel that runs elsewhere: the papermill provider's ``jupyter_kernel`` connection (a
+        running kernel over ZMQ, attached to and never shut down) or a ``jupyter_gateway`` connection. Templated.
     :param log_output: Send the cells' stdout/stderr to the task log (default ``False``, as in papermill).
     :param nbconvert: Accepted and ignored, as the papermill provider itself ignored it.
     :param nbconvert_args: Accepted and ignored, as the papermill provider itself ignored it.
 
     Every other ``NotebookOperator`` argument (``conn_id``, ``cell_timeout``, ``env``, ``secret_parameters``, ...)
-    is accepted too. The return value (XCom ``return_value``) is the output location, a string.
+    is accepted too. The return value (XCom ``return_value``) is a ``NoteBook`` whose ``url`` is this attempt's
+    output location and whose ``parameters`` are the ones injected, as the papermill provider returns.
     """
 
     template_fields: Sequence[str] = (
@@ -80,24 +112,20 @@ class PapermillOperator(NotebookOperator):
         nbconvert_args: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(notebook="", parameters=parameters, kernel_name=kernel_name, log_output=log_output, **kwargs)
+        super().__init__(notebook="", parameters=parameters, kernel_name=kernel_name, kernel_conn_id=kernel_conn_id,
+                         log_output=log_output, **kwargs)
         self.input_nb = input_nb
         self.output_nb = output_nb
         self.language_name = language_name
-        self.kernel_conn_id = kernel_conn_id
         self.nbconvert = nbconvert
         self.nbconvert_args = nbconvert_args
         # papermill's NoteBook inlet carries its own parameters; the operator's win when both are set.
         self._parameters_given = parameters is not None
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> NoteBook:  # type: ignore[override]
         if not self.input_nb:
-            raise NotebookTaskConfigError(f"Task {self.task_id}: `input_nb` is not specified; set it to the notebook to run.")
-        if self.kernel_conn_id:
-            raise NotebookTaskConfigError(
-                f"Task {self.task_id}: `kernel_conn_id` ({self.kernel_conn_id!r}) asks for a remote kernel, which "
-                "airflow-notebook-provider does not support. Remove it to run a local kernel, or keep this task on "
-                "apache-airflow-providers-papermill."
+            raise InputNotebookMissing(
+                f"Input notebook is not specified (task {self.task_id}): set `input_nb` to the notebook to run."
             )
         if self.nbconvert or self.nbconvert_args:
             self.log.warning("`nbconvert` and `nbconvert_args` are ignored (the papermill provider ignored them too).")
@@ -107,7 +135,9 @@ class PapermillOperator(NotebookOperator):
         nb_params = getattr(self.input_nb, "parameters", None)
         if not self._parameters_given and isinstance(nb_params, Mapping):
             self.parameters = dict(nb_params)
-        return super().execute(context)
+        output = super().execute(context)
+        params = dict(self.parameters) if isinstance(self.parameters, Mapping) else {}
+        return NoteBook(url=output, parameters={k: v for k, v in params.items() if k not in self.secret_parameters})
 
 
-__all__ = ["PapermillOperator"]
+__all__ = ["InputNotebookMissing", "NoteBook", "PapermillOperator"]

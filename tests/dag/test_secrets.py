@@ -118,3 +118,23 @@ def test_bad_secret_parameters_fail_without_running(airflow_db, make_notebook, c
     assert (res["nb"].state, res["nb"].try_number) == ("failed", 1)
     assert "output_notebook" not in res["nb"].xcom
     assert match in "".join(capfd.readouterr())
+
+
+def test_a_secret_a_cell_prints_or_raises_is_starred_in_the_notebook_and_its_report(
+    airflow_db, api_connection, make_notebook, tmp_path: Path
+) -> None:
+    nb = make_notebook(
+        "#parameters\nsignature = ''",
+        "print('debugging with', signature)",
+        "raise RuntimeError(f'login refused for {signature!r}')",
+    )
+    out = tmp_path / "attempt-1.ipynb"
+    with DAG(dag_id="t_secret_printed", schedule=None, start_date=START) as dag:
+        NotebookOperator(task_id="nb", notebook=str(nb), output_notebook=str(out), report_formats=["html"],
+                         parameters={"signature": "{{ var.value.nb_sig }}"}, secret_parameters=["signature"])
+    assert run_dag(dag)["nb"].state == "failed"
+    text = out.read_text()
+    assert SECRET not in text and SECRET not in (tmp_path / "attempt-1.html").read_text()
+    cells = code_cells(read_nb(out))
+    assert stream_text(cells[2]) == "debugging with ***\n"
+    assert "login refused for '***'" in json.dumps(cells[3]["outputs"])
