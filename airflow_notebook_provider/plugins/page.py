@@ -97,14 +97,28 @@ def _mark_failing_cell(notebook: dict[str, Any], index: int) -> dict[str, Any]:
     return nb
 
 
+INJECTED_TAG = "injected-parameters"
+
 _render_lock = threading.Lock()
-_exporter: Any = None
-_cache: OrderedDict[tuple[str, int | None], str] = OrderedDict()
+_exporters: dict[bool, Any] = {}
+_cache: OrderedDict[tuple[str, int | None, bool], str] = OrderedDict()
 CACHE_SIZE = 16  # rendered pages kept (about 0.5 MB for 200 cells); an attempt's notebook bytes never change
 
 
-def render_notebook(notebook: dict[str, Any], fail: FailedCell | None, data: bytes | None = None) -> str:
+def _report_cells(notebook: dict[str, Any]) -> dict[str, Any]:
+    """The notebook without its injected-parameters cell (as the HTML report leaves it out)."""
+    nb = dict(notebook)
+    nb["cells"] = [c for c in notebook.get("cells") or []
+                   if INJECTED_TAG not in ((c.get("metadata") or {}).get("tags") or [])]
+    return nb
+
+
+def render_notebook(notebook: dict[str, Any], fail: FailedCell | None, data: bytes | None = None, *,
+                    report: bool = False) -> str:
     """The notebook as a standalone HTML page (nbconvert's lab template), the failing cell tagged for highlight.
+
+    ``report``: the report view, as ``report_mode``'s HTML report: code inputs and the injected-parameters cell
+    left out; outputs, markdown and the error banner kept.
 
     With ``data`` (the stored bytes), the page is cached by their sha256: a finished attempt's notebook is
     immutable, and a running one's next checkpoint has other bytes, so a cached page is never stale.
@@ -112,18 +126,22 @@ def render_notebook(notebook: dict[str, Any], fail: FailedCell | None, data: byt
     import nbformat
     from nbconvert import HTMLExporter
 
-    global _exporter
-    key = (hashlib.sha256(data).hexdigest(), fail.index if fail else None) if data is not None else None
-    with _render_lock:  # one exporter (its templates loaded once), used by one request at a time
+    key = (hashlib.sha256(data).hexdigest(), fail.index if fail else None, report) if data is not None else None
+    with _render_lock:  # one exporter per view (its templates loaded once), used by one request at a time
         if key is not None and key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        if fail is not None:
+        if fail is not None:  # marked first: ``fail.index`` counts every cell
             notebook = _mark_failing_cell(notebook, fail.index)
+        if report:
+            notebook = _report_cells(notebook)
         node = nbformat.reads(json.dumps(notebook), as_version=4)
-        if _exporter is None:
-            _exporter = HTMLExporter(template_name="lab")
-        body, _ = _exporter.from_notebook_node(node)
+        exporter = _exporters.get(report)
+        if exporter is None:
+            exporter = _exporters[report] = (
+                HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True)
+                if report else HTMLExporter(template_name="lab"))
+        body, _ = exporter.from_notebook_node(node)
         if key is not None:
             _cache[key] = body
             while len(_cache) > CACHE_SIZE:
@@ -150,8 +168,15 @@ def header(
     urls: dict[str, str],
     attempt_url: Callable[[int], str],
     compare_links: Sequence[tuple[str, str]] = (),
+    reports: Sequence[tuple[str, str]] = (),
+    files: Sequence[tuple[str, str, int | None]] = (),
+    toggle: tuple[str, str] | None = None,
 ) -> str:
-    """The block above the notebook: what ran, how it ended, with what, the other attempts, and "Compare"."""
+    """The block above the notebook: what ran, how it ended, with what, the other attempts, and "Compare".
+
+    ``reports`` (format, url) and ``files`` (path, url, bytes) are what the attempt published beside its
+    notebook; ``toggle`` (label, url) switches between the full notebook and the report view.
+    """
     fail = run.failed_cell
     start = attempt.start_date or run.start_time
     end = attempt.end_date or run.end_time
@@ -213,9 +238,17 @@ def header(
     actions = (
         "<div class='anp-actions'>"
         f"<a href='{esc(urls['download'])}' id='anp-download'>Download .ipynb</a>"
-        f"<a href='{esc(urls['airflow'])}' id='anp-back'>Task instance in Airflow</a>"
+        + "".join(f"<a href='{esc(url)}' class='anp-report' id='anp-report-{esc(fmt)}' download>"
+                  f"Report ({esc(fmt)})</a>" for fmt, url in reports)
+        + (f"<a href='{esc(toggle[1])}' id='anp-view-toggle'>{esc(toggle[0])}</a>" if toggle else "")
+        + f"<a href='{esc(urls['airflow'])}' id='anp-back'>Task instance in Airflow</a>"
         "</div>"
     )
+    if files:
+        actions += ("<div class='anp-attempts' id='anp-files'><b>Files:</b> <ul>" + "".join(
+            f"<li><a href='{esc(url)}' class='anp-file' download><code>{esc(path)}</code></a>"
+            f"{f' ({esc(size)} bytes)' if size is not None else ''}</li>" for path, url, size in files)
+            + "</ul></div>")
     title = f"Notebook of {ti.task_id}, attempt {attempt.try_number}"
     return (
         f"<div class='anp-header' id='anp-header'><h1>{esc(title)}</h1>{actions}{notes}"

@@ -5,6 +5,10 @@ Routes (under ``/notebook``), all identified by a task instance and a try, never
 - ``/view``: the attempt's page (header, failure, attempts list) with the rendered notebook;
 - ``/download``: the output notebook's original bytes, to open in Jupyter;
 - ``/attempts``: the task instance's attempts as JSON;
+- ``/report`` (``format=html|markdown|pdf``) and ``/file`` (``path=out/a.csv``): what the attempt published beside its
+  notebook (``engine.publish``), as attachments: only what its notebook lists in ``metadata.airflow.reports`` /
+  ``files``, and only at the location derived from the attempt's own output location (never a recorded path
+  elsewhere);
 - ``/compare``: this attempt against the previous one, the task's last successful run, or any try picked from a list
   (``engine.compare``, the comparison ``airflow-notebook diff`` prints).
 
@@ -18,12 +22,15 @@ the same token the UI uses, from the ``Authorization`` header or the UI's cookie
 The notebook's HTML and JavaScript come from users' code. The page is served with
 ``Content-Security-Policy: sandbox ...; script-src 'none'``: the browser gives it an opaque origin (no access to
 Airflow's cookies, storage or API responses) and runs no script, so nothing in a notebook can act with the
-viewer's Airflow session. Forms, external images and connections are refused as well.
+viewer's Airflow session. Forms, external images and connections are refused as well. ``view=report`` renders the page as the HTML
+report does (code inputs and the injected-parameters cell left out), under the same policy. Reports and files are
+downloads served with ``Content-Security-Policy: sandbox; default-src 'none'``.
 """
 
 from __future__ import annotations
 
 import json
+import mimetypes
 import re
 import time
 from dataclasses import dataclass
@@ -38,6 +45,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from airflow_notebook_provider import outputs
 from airflow_notebook_provider.engine.compare import compare
+from airflow_notebook_provider.engine.errors import NotebookInputError
+from airflow_notebook_provider.engine.publish import REPORT_FORMATS, beside
 from airflow_notebook_provider.engine.record import read_run
 from airflow_notebook_provider.hooks.notebook import NotebookHook
 from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_base_url
@@ -64,6 +73,15 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "private, no-cache",
 }
+DOWNLOAD_CSP = "sandbox; default-src 'none'"
+DOWNLOAD_HEADERS = {
+    "Content-Security-Policy": DOWNLOAD_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "private, no-cache",
+}
+REPORT_TYPES = {"html": "text/html; charset=utf-8", "markdown": "text/markdown; charset=utf-8",
+                "pdf": "application/pdf"}
 # The UI substitutes {MAP_INDEX} only on a mapped task instance's page; elsewhere the placeholder stays as is.
 _MAP_INDEX = re.compile(r"-?\d{1,9}")
 
@@ -150,6 +168,69 @@ def load(ti: TaskInstanceId, try_number: int) -> Loaded:
         raise ViewerError(502 if exc.reason == "unreachable" else 404, exc.title, exc.detail) from None
 
 
+def published_reports(loaded: Loaded) -> dict[str, str]:
+    """The reports the attempt's notebook lists (``metadata.airflow.reports``), format -> location, keeping only
+    those at the location derived from the attempt's own output (``publish.beside``): nothing else is served."""
+    recorded = _airflow_meta(loaded).get("reports")
+    if not isinstance(recorded, dict):
+        return {}
+    return {fmt: recorded[fmt] for fmt, ext in REPORT_FORMATS.items()
+            if recorded.get(fmt) == beside(loaded.record.location, ext)}
+
+
+def _safe_relative(path: Any) -> bool:
+    """A relative path without '..', '.' or empty segments, nor a NUL: a file's name under ``.files/``."""
+    if not isinstance(path, str) or not path or "\x00" in path or path.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in re.split(r"[/\\]", path))
+
+
+def published_files(loaded: Loaded) -> list[tuple[str, str, int | None]]:
+    """The files the attempt's notebook lists (``metadata.airflow.files``) as (path, location, bytes), keeping only
+    those at ``<output without .ipynb>.files/<path>`` with a path that stays inside that folder."""
+    recorded = _airflow_meta(loaded).get("files")
+    if not isinstance(recorded, list):
+        return []
+    folder = beside(loaded.record.location, ".files")
+    out = []
+    for item in recorded:
+        if not isinstance(item, dict):
+            continue
+        path, location, size = item.get("path"), item.get("location"), item.get("bytes")
+        if _safe_relative(path) and location == f"{folder}/{path}":
+            out.append((str(path), location, size if isinstance(size, int) and not isinstance(size, bool) else None))
+    return out
+
+
+def _airflow_meta(loaded: Loaded) -> dict[str, Any]:
+    meta = (loaded.notebook.get("metadata") or {}).get("airflow")
+    return meta if isinstance(meta, dict) else {}
+
+
+def read_published(loaded: Loaded, location: str) -> bytes:
+    """Bytes the attempt published, read with the connection its notebook was read with (the record's)."""
+    hook = NotebookHook(conn_id=loaded.record.conn_id, retry_seconds=outputs.READ_RETRY_SECONDS)
+    try:
+        return hook.read(location)
+    except NotebookInputError:
+        raise ViewerError(404, "Not found", f"{location} is listed in the notebook, but nothing is there any more "
+                          "(deleted or moved?).") from None
+    except Exception as exc:  # noqa: BLE001 - an unreachable store is an answer, never a stack trace
+        raise ViewerError(502, "Unreachable", f"Reading {location} (connection {loaded.record.conn_id!r}) failed: "
+                          f"{exc}. Check that the store is reachable from here.") from None
+
+
+def _attachment(data: bytes, media_type: str, name: str) -> Response:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return Response(data, media_type=media_type,
+                    headers={**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{safe}"'})
+
+
+def _file_stem(ti: TaskInstanceId, try_number: int) -> str:
+    return (f"{ti.dag_id}.{ti.task_id}{f'.map-{ti.map_index}' if ti.map_index >= 0 else ''}"
+            f".attempt-{try_number}")
+
+
 def _url(route: str, ti: TaskInstanceId, try_number: int | None, **extra: Any) -> str:
     query: dict[str, Any] = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
                              "map_index": ti.map_index}
@@ -166,8 +247,9 @@ def _base_path() -> str:
 
 
 @app.get("/view", dependencies=[_can_read], response_class=HTMLResponse)
-def view(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
-    """The attempt's page; without ``try_number``, the latest attempt."""
+def view(named: _Named, try_number: int | None = Query(None, ge=1), view: str = Query("")) -> Response:
+    """The attempt's page; without ``try_number``, the latest attempt; ``view=report``: as the HTML report."""
+    report = view == "report"
     attempts: list[Attempt] = []
     try:
         ti = named.identity()
@@ -183,7 +265,7 @@ def view(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
         run = read_run(loaded.notebook)
         started = time.perf_counter()
         try:
-            rendered = page.render_notebook(loaded.notebook, run.failed_cell, loaded.data)
+            rendered = page.render_notebook(loaded.notebook, run.failed_cell, loaded.data, report=report)
         except Exception as exc:  # noqa: BLE001 - a notebook nbconvert cannot render is a page, not a trace
             raise ViewerError(502, "Output notebook unreadable",
                               f"{loaded.record.location} could not be rendered: {exc}") from None
@@ -196,8 +278,9 @@ def view(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
             return HTMLResponse(page.error_page(200, exc.title, exc.detail, others, show_status=False),
                                 headers=SECURITY_HEADERS)
         return _error(exc, others)
+    mode = {"view": "report"} if report else {}
     urls = {
-        "self": _url("view", ti, attempt.try_number),
+        "self": _url("view", ti, attempt.try_number, **mode),
         "download": _url("download", ti, attempt.try_number),
         "airflow": _root_relative(task_instance_url(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
                                                     map_index=ti.map_index, try_number=attempt.try_number)),
@@ -206,8 +289,14 @@ def view(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
                      ] if attempt.try_number > 1 else []
     compare_links += [("last successful run", _url("compare", ti, attempt.try_number, against="last_success")),
                       ("an attempt from the list…", _url("compare", ti, attempt.try_number, against="pick"))]
+    reports = [(fmt, _url("report", ti, attempt.try_number, format=fmt)) for fmt in published_reports(loaded)]
+    files = [(path, _url("file", ti, attempt.try_number, path=path), size)
+             for path, _, size in published_files(loaded)]
+    toggle = (("Full notebook", _url("view", ti, attempt.try_number)) if report
+              else ("Report view", _url("view", ti, attempt.try_number, view="report")))
     head = page.header(ti=ti, attempt=attempt, attempts=attempts, loaded=loaded, run=run, urls=urls,
-                       attempt_url=lambda n: _url("view", ti, n), compare_links=compare_links)
+                       attempt_url=lambda n: _url("view", ti, n, **mode), compare_links=compare_links,
+                       reports=reports, files=files, toggle=toggle)
     body = page.page(rendered, head, f"{ti.task_id} attempt {attempt.try_number} — {ti.dag_id}")
     headers = {**SECURITY_HEADERS, "Server-Timing": f"render;dur={render_seconds * 1000:.0f}"}
     return HTMLResponse(body, headers=headers)
@@ -303,6 +392,44 @@ def download(named: _Named, try_number: int | None = Query(None, ge=1)) -> Respo
         media_type="application/x-ipynb+json",
         headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+@app.get("/report", dependencies=[_can_read])
+def report_download(named: _Named, try_number: int | None = Query(None, ge=1),
+                    fmt: str = Query("html", alias="format")) -> Response:
+    """A report the attempt rendered (``report_formats``), as an attachment; 404 unless its notebook lists it at
+    the location derived from the attempt's output."""
+    try:
+        ti = named.identity()
+        attempt, _ = _choose(ti, try_number)
+        loaded = load(ti, attempt.try_number)
+        location = published_reports(loaded).get(fmt)
+        if location is None:
+            raise ViewerError(404, "No such report", f"Attempt {attempt.try_number} of {ti.describe()} published no "
+                              f"{fmt!r} report (see the task's report_formats).")
+        data = read_published(loaded, location)
+    except ViewerError as exc:
+        return _error(exc)
+    return _attachment(data, REPORT_TYPES[fmt], _file_stem(ti, attempt.try_number) + REPORT_FORMATS[fmt])
+
+
+@app.get("/file", dependencies=[_can_read])
+def file_download(named: _Named, try_number: int | None = Query(None, ge=1), path: str = Query("")) -> Response:
+    """A file the attempt collected (``collect_files``), as an attachment; 404 unless its notebook lists ``path``
+    under the attempt's own ``.files/`` folder."""
+    try:
+        ti = named.identity()
+        attempt, _ = _choose(ti, try_number)
+        loaded = load(ti, attempt.try_number)
+        location = next((loc for p, loc, _ in published_files(loaded) if p == path), None)
+        if location is None:
+            raise ViewerError(404, "No such file", f"Attempt {attempt.try_number} of {ti.describe()} collected no "
+                              f"file {path!r} (see the task's collect_files).")
+        data = read_published(loaded, location)
+    except ViewerError as exc:
+        return _error(exc)
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return _attachment(data, media_type, path.rsplit("/", 1)[-1])
 
 
 @app.get("/attempts", dependencies=[_can_read])
