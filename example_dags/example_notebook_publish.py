@@ -50,11 +50,15 @@ with DAG(
 ) as consumer:
 
     @task
-    def announce(triggering_asset_events: Any = None) -> str:
-        """The producer's notebook and report, from the asset event that started this run."""
-        (events,) = triggering_asset_events.values()
-        extra = events[-1].extra
-        print(f"New summary: {extra['output_notebook']} (report: {extra.get('reports', {}).get('html')})")
-        return str(extra["output_notebook"])
+    def announce(triggering_asset_events: Any = None) -> list[str]:
+        """The producer's notebooks and reports, from the asset events that started this run (Airflow may gather
+        several updates of the asset into one run)."""
+        locations = []
+        for events in triggering_asset_events.values():
+            for event in events:
+                extra = event.extra
+                print(f"New summary: {extra['output_notebook']} (report: {extra.get('reports', {}).get('html')})")
+                locations.append(str(extra["output_notebook"]))
+        return locations
 
     announce()

@@ -71,7 +71,8 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     Its DAGs folder holds ``browser_notebooks`` (one task succeeds, one fails), ``browser_compare`` (a ``limit``
     param passed to a notebook that fails beyond 100 rows) and the example ``example_notebook_trigger_form``
-    with its notebooks, copied from example_dags/. Stopped by process group at the end.
+    with its notebooks, and ``example_notebook_publish`` (a notebook task with an asset outlet, and the DAG scheduled
+    on that asset), copied from example_dags/. Stopped by process group at the end.
     """
     from tests.viewer.airflow_servers import start_airflow
 
@@ -105,10 +106,12 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         "                     parameters={'limit': '{{ params.limit }}'})\n"
     )
     shutil.copy(REPO / "example_dags" / "example_notebook_trigger_form.py", dags)
+    shutil.copy(REPO / "example_dags" / "example_notebook_publish.py", dags)
     shutil.copytree(REPO / "example_dags" / "notebooks", dags / "notebooks")
     af = start_airflow(home, dags)
     try:
-        for dag_id in ("browser_notebooks", "browser_compare", "example_notebook_trigger_form"):
+        for dag_id in ("browser_notebooks", "browser_compare", "example_notebook_trigger_form",
+                       "example_notebook_publish", "example_notebook_publish_consumer"):
             af.wait_for(f"the dag-processor parses {dag_id}", lambda d=dag_id: af.api("GET", f"/api/v2/dags/{d}"), 180)
         yield af
     finally:
