@@ -28,7 +28,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import conf
 
 from airflow_notebook_provider.engine.errors import NotebookInputError
-from airflow_notebook_provider.engine.storage import unique_piece
+from airflow_notebook_provider.engine.storage import is_url, unique_piece
 from airflow_notebook_provider.hooks.notebook import NotebookHook
 from airflow_notebook_provider.results import OUTPUT_XCOM_KEY, RECORD_XCOM_KEY
 
@@ -205,6 +205,36 @@ def find(ti: TaskInstanceId, try_number: int | None) -> AttemptRecord | None:
     return None
 
 
+def attempt_hostname(ti: TaskInstanceId, try_number: int | None) -> str | None:
+    """The host an attempt ran on, as Airflow recorded it (``task_instance`` or ``task_instance_history``)."""
+    try:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.models.taskinstancehistory import TaskInstanceHistory
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            for model in (TaskInstance, TaskInstanceHistory):
+                query = select(model.hostname).where(
+                    model.dag_id == ti.dag_id, model.run_id == ti.run_id, model.task_id == ti.task_id,
+                    model.map_index == ti.map_index,
+                )
+                if try_number is not None:
+                    query = query.where(model.try_number == try_number)
+                host = session.scalar(query.limit(1))
+                if host:
+                    return str(host)
+    except Exception:  # noqa: BLE001 - without the host, the page still names the path
+        return None
+    return None
+
+
+def _here() -> str:
+    from airflow.utils.net import get_hostname
+
+    return str(get_hostname())
+
+
 def load(ti: TaskInstanceId, try_number: int | None) -> tuple[int, Loaded]:
     """Read an attempt's output notebook (None: the latest) and check that it is that attempt's own.
 
@@ -224,6 +254,15 @@ def load(ti: TaskInstanceId, try_number: int | None) -> tuple[int, Loaded]:
     try:
         data = _hook(record.conn_id).read(location)
     except NotebookInputError:
+        host = None if is_url(location) else attempt_hostname(ti, wanted)
+        if host and host != _here():
+            raise OutputNotFound(
+                "missing", "Output notebook on a worker's disk",
+                f"{what} wrote {location} on worker {host}: a local file, which the api-server (on {_here()}) "
+                "cannot read. Set [notebook] output_base (or the task's output_notebook) to object storage, e.g. "
+                "s3://aws_default@bucket/notebooks, or to a folder shared by the workers and the api-server; "
+                "attempts run after the change can be viewed here.",
+            ) from None
         raise OutputNotFound(
             "missing", "Output notebook not found",
             f"{what} recorded {location}, but nothing is there any more (deleted or moved?).",
