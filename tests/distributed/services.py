@@ -175,6 +175,30 @@ def start_redis(folder: Path) -> Redis:
     return r
 
 
+def visible_under_tmp() -> list[Path]:
+    """Folders under /tmp the workers must still see behind their private /tmp: this checkout and its virtualenv
+    (a CI clone often lives in /tmp)."""
+    tmp = Path("/tmp").resolve()
+    keep: list[Path] = []
+    for path in sorted({REPO.resolve(), Path(sys.prefix).resolve()}):
+        if tmp in path.parents and not any(k in path.parents for k in keep):
+            keep.append(path)
+    return keep
+
+
+def private_tmp_script(name: str, stash: Path) -> str:
+    """A shell script run under ``unshare --mount --uts``: the worker's host name, ``$TMPDIR`` mounted on /tmp, and
+    the folders of ``visible_under_tmp`` mounted back where they were (through ``stash``, outside /tmp)."""
+    lines = [f"hostname {name}"]
+    keep = visible_under_tmp()
+    for i, path in enumerate(keep):
+        lines.append(f'mkdir -p "{stash}/{i}" && mount --bind "{path}" "{stash}/{i}"')
+    lines.append('mount --bind "$TMPDIR" /tmp')
+    for i, path in enumerate(keep):
+        lines.append(f'mkdir -p "{path}" && mount --bind "{stash}/{i}" "{path}"')
+    return " && ".join(lines) + ' && exec "$@"'
+
+
 def unshare_works() -> bool:
     """Whether a worker can get a private /tmp and host name (``unshare --mount --uts`` and a bind mount)."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
@@ -261,8 +285,8 @@ class Cluster:
                "--pid", str(worker.folder / "worker.pid"), "--celery-hostname", f"{name}@{name}",
                "--without-mingle", "--without-gossip"]
         if self.private_tmp:  # a private /tmp and host name, as on another machine
-            cmd = ["unshare", "--mount", "--uts", "sh", "-c",
-                   f'hostname {name} && mount --bind "$TMPDIR" /tmp && exec "$@"', "worker", *cmd]
+            cmd = ["unshare", "--mount", "--uts", "sh", "-c", private_tmp_script(name, worker.folder / "keep"),
+                   "worker", *cmd]
         seen = worker.log.stat().st_size if worker.log.exists() else 0  # a restart appends to the log
         with worker.log.open("ab") as out:
             worker.proc = subprocess.Popen(cmd, env=env, cwd=worker.folder, stdout=out, stderr=subprocess.STDOUT,

@@ -29,6 +29,15 @@ def announced(af: Airflow) -> list[str]:
 
 def test_the_asset_triggered_dag_reads_the_notebook_location_from_the_event(airflow_server: Airflow) -> None:
     af = airflow_server
+
+    def settled() -> bool:
+        """The producer's own scheduled run (it is @daily) and the consumer run it started are over, so this test's
+        asset event arrives alone and starts a consumer run of its own."""
+        runs = {d: af.api("GET", f"/api/v2/dags/{d}/dagRuns")["dag_runs"] for d in (PRODUCER, CONSUMER)}
+        busy = [r for rs in runs.values() for r in rs if r["state"] in ("queued", "running")]
+        return bool(runs[PRODUCER]) and bool(runs[CONSUMER]) and not busy
+
+    af.wait_for("the scheduled producer run and its consumer run to end", settled, 240)
     body: dict[str, Any] = {"logical_date": "2024-06-01T00:00:00Z"}  # the producer's templates use {{ ds }}
     run_id = af.api("POST", f"/api/v2/dags/{PRODUCER}/dagRuns", body)["dag_run_id"]
 
