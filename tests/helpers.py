@@ -87,21 +87,24 @@ SESSION_MARK = "ANP_TEST_SESSION"
 def kernel_processes() -> list[str]:
     """Command lines of running ipykernel processes started by this test session (to check that none outlives
     its task). Kernels inherit the environment, so the session's marker variable tells ours from anyone else's."""
-    mark = f"{SESSION_MARK}={os.environ.get(SESSION_MARK, '')}".encode()
+    return processes_with_env(SESSION_MARK, os.environ.get(SESSION_MARK, ""))
+
+
+def processes_with_env(var: str, value: str, needle: str = "ipykernel_launcher") -> list[str]:
+    """Live (non-zombie) processes whose command line has ``needle`` and whose environment has ``var=value``."""
+    mark = f"{var}={value}".encode()
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if "ipykernel_launcher" not in cmd:
+            if needle not in cmd or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
                 continue
-            status = Path(f"/proc/{pid}/status").read_text()
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                out.append(f"{pid} {cmd}")
         except OSError:
             continue
-        if mark in environ and "State:\tZ" not in status:
-            out.append(f"{pid} {cmd}")
     return out
 
 

@@ -504,26 +504,6 @@ def wait_dags_parsed(cluster: Cluster, dag_ids: list[str], timeout: float = 120)
     _wait(f"DAGs {dag_ids} are parsed", parsed, timeout)
 
 
-def processes_with_env(var: str, value: str, needle: str = "ipykernel_launcher") -> list[str]:
-    """Live processes whose command line has ``needle`` and whose environment has ``var=value``."""
-    mark = f"{var}={value}".encode()
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if needle not in cmd:
-                continue
-            if "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
-                continue
-            if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                out.append(f"{pid} {cmd}")
-        except OSError:
-            continue
-    return out
-
-
 def rss_kb(pid: int) -> int:
     """Memory of ``pid`` and its descendants, in kB (0 if gone): the sum of their PSS (proportional set size), so
     that pages a forked pool child shares with its parent count once."""

@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.distributed.services import Cluster, processes_with_env, wait_dags_parsed
+from tests.distributed.services import Cluster, wait_dags_parsed
+from tests.helpers import processes_with_env
 
 pytestmark = pytest.mark.timeout(420)
 
