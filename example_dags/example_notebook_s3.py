@@ -5,7 +5,9 @@ Create the connection first, e.g. for a local S3-compatible endpoint::
     airflow connections add notebook_s3 --conn-type aws \
         --conn-extra '{"endpoint_url": "http://127.0.0.1:9000", "region_name": "us-east-1"}'
 
-and upload ``notebooks/hello.ipynb`` to ``s3://analytics/templates/hello.ipynb``.
+and upload ``notebooks/hello.ipynb`` to ``s3://analytics/templates/hello.ipynb``. The output lies outside
+``[notebook] output_base``, so for the viewer to show it, list the bucket where the api-server reads its settings:
+``[notebook] viewer_allowed_locations = s3://analytics/runs`` (the viewer reads it with ``conn_id``, as the task does).
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ.pop("AIRFLOW__NOTEBOOK__OUTPUT_BASE", None)
+# The viewer reads recorded locations only under output_base and [notebook] viewer_allowed_locations: tests write
+# outputs under the temporary folder (tmp_path) and to these moto buckets, as a deployment lists its shared folders.
+os.environ["AIRFLOW__NOTEBOOK__VIEWER_ALLOWED_LOCATIONS"] = ",".join(
+    [tempfile.gettempdir(), "s3://viewer", "s3://soon-gone", "s3://cli-runs", "s3://analytics"])
 os.environ["ANP_TEST_SESSION"] = f"{os.getpid()}-{_HOME.name}"  # marks the kernels this session starts
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -95,3 +99,11 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     finally:
         os.environ.pop("AIRFLOW_CONN_MOTO_S3", None)
         server.stop()
+
+
+def pytest_report_header() -> str:
+    """The Airflow this run tests, in the log's header: `make test` runs the suite on two releases (see Makefile)."""
+    from importlib.metadata import version
+
+    packages = ("apache-airflow", "apache-airflow-task-sdk", "apache-airflow-providers-common-compat")
+    return "airflow: " + ", ".join(f"{name} {version(name)}" for name in packages)

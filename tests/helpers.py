@@ -26,11 +26,9 @@ class TaskResult:
 
 def run_dag(dag: Any, **test_kwargs: Any) -> dict[str, TaskResult]:
     """Serialize ``dag`` into the metadata DB, run ``dag.test()``, and return each task's state and XComs."""
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    bag = DagBag(dag_folder=os.devnull)
+    bag = _dagbag()(dag_folder=os.devnull)
     bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    _sync_bag_to_db(bag, "dags-folder", None)
     dr = dag.test(**test_kwargs)
     results: dict[str, TaskResult] = {}
     for ti in dr.get_task_instances():
@@ -39,6 +37,42 @@ def run_dag(dag: Any, **test_kwargs: Any) -> dict[str, TaskResult]:
                                   xcoms(dag.dag_id, dr.run_id, ti.task_id, ti.map_index))
     results["__run__"] = TaskResult("__run__", -1, str(dr.state), 0, {"run_id": dr.run_id})
     return results
+
+
+def _dagbag() -> Any:
+    """``DagBag``: in airflow.dag_processing.dagbag from Airflow 3.2, airflow.models.dagbag before."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.2
+        from airflow.models.dagbag import DagBag
+    return DagBag
+
+
+def _sync_bag_to_db(bag: Any, bundle_name: str, bundle_version: str | None) -> None:
+    """Write a bag's DAGs to the metadata DB: a function from Airflow 3.1, the ``DagBag.sync_to_db`` method in 3.0."""
+    try:
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    except ImportError:
+        try:
+            from airflow.models.dagbag import sync_bag_to_db
+        except ImportError:  # Airflow 3.0, which also wants a relative_fileloc (set only when parsing a file)
+            for dag in bag.dags.values():
+                dag.relative_fileloc = dag.relative_fileloc or Path(dag.fileloc).name
+            bag.sync_to_db(bundle_name, bundle_version)
+            return
+    sync_bag_to_db(bag, bundle_name, bundle_version)
+
+
+def forget_auth_manager() -> None:
+    """Drop the api-server's cached auth manager, so that the next app creates the one configured now: held by
+    ``_AuthManagerState`` from Airflow 3.2, a module global before."""
+    from airflow.api_fastapi import app as app_module
+
+    state = getattr(app_module, "_AuthManagerState", None)
+    if state is not None:
+        state.instance = None
+    else:  # Airflow < 3.2
+        app_module.auth_manager = None
 
 
 def xcoms(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:

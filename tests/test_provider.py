@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def test_extra_link_plugin_and_config_are_registered(airflow_db) -> None:
     plugins = airflow_cli("plugins", home=airflow_db)
     assert "notebook_viewer" in plugins
     value = airflow_cli("config", "get-value", "notebook", "checkpoint_interval", home=airflow_db)
-    assert value.strip() == "30"
+    assert value.strip().splitlines()[-1] == "30"  # Airflow 3.0 logs INFO lines to stdout before the value
 
 
 def test_output_base_config_is_honoured(airflow_db, tmp_path: Path) -> None:
@@ -35,3 +36,29 @@ def test_output_base_config_is_honoured(airflow_db, tmp_path: Path) -> None:
     code = "from airflow_notebook_provider.outputs import output_base; print(output_base())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == str(tmp_path / "elsewhere")
+
+
+def test_gateway_connection_type_and_task_decorator_are_registered(airflow_db) -> None:
+    """What a DAG author relies on: the ``jupyter_gateway`` connection type (Admin > Connections) and
+    ``@task.notebook``."""
+    hooks = json.loads(airflow_cli("providers", "hooks", "-o", "json", home=airflow_db).strip().splitlines()[-1])
+    gateway = [h for h in hooks if h["connection_type"] == "jupyter_gateway"]
+    assert gateway and gateway[0]["class"] == "airflow_notebook_provider.hooks.kernel.JupyterGatewayHook"
+    assert gateway[0]["package_name"] == "airflow-notebook-provider"
+    env = {**os.environ, "AIRFLOW_HOME": str(airflow_db)}
+    code = "from airflow.sdk import task; print(task.notebook.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "airflow_notebook_provider.decorators.notebook", out.stderr[-2000:]
+
+
+def test_connection_form_names_the_gateway_fields(airflow_db) -> None:
+    """Admin > Connections shows "Gateway URL" and "Auth token" for a ``jupyter_gateway`` connection: Airflow 3.2+
+    reads that from the provider info, 3.1 from the hook (where Extra stays visible for the gateway's options)."""
+    env = {**os.environ, "AIRFLOW_HOME": str(airflow_db)}
+    code = ("import json; from airflow.providers_manager import ProvidersManager; "
+            "print(json.dumps(ProvidersManager().field_behaviours.get('jupyter_gateway')))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    behaviour = json.loads(out.stdout.strip().splitlines()[-1])
+    assert behaviour, out.stderr[-2000:]
+    assert behaviour["relabeling"] == {"host": "Gateway URL", "password": "Auth token"}
+    assert {"schema", "port", "login"} <= set(behaviour["hidden_fields"])

@@ -42,7 +42,7 @@ def test_templated_parameters_default_output_xcom_and_link(airflow_db, make_note
     assert task.xcom["output_notebook"] == str(expected)
     assert task.xcom["return_value"] == str(expected)
     link = task.xcom[LINK_KEY]
-    assert "/notebook/view?" in link and "dag_id=t_templating" in link and "try_number=1" in link
+    assert "/notebook/dags/t_templating/view?" in link and "dag_id=" not in link and "try_number=1" in link
     out = read_nb(expected)
     assert stream_text(code_cells(out)[2]) == "'2024-05-17' int 3 ['eu', 't_templating'] ['20240517']\n"
     assert out["metadata"]["papermill"]["parameters"] == {
@@ -62,7 +62,7 @@ def test_failure_fails_the_task_with_the_link_and_the_evidence(airflow_db, make_
     task = res["nb"]
     assert task.state == "failed"
     output = task.xcom["output_notebook"]
-    assert "/notebook/view?" in task.xcom[LINK_KEY]
+    assert "/notebook/dags/t_failure/view?" in task.xcom[LINK_KEY]
     out = read_nb(output)
     assert out["metadata"]["papermill"]["exception"] is True
     assert "papermill-error-cell-tag" in out["cells"][0]["metadata"]["tags"]
@@ -72,7 +72,7 @@ def test_failure_fails_the_task_with_the_link_and_the_evidence(airflow_db, make_
     text = log.out + log.err
     assert "NotebookTaskFailed" in text
     msg = next(line for line in text.splitlines() if "NotebookTaskFailed:" in line)
-    for part in (str(nb), "cell 2", "ValueError", "bad input row 17", output, "/notebook/view?"):
+    for part in (str(nb), "cell 2", "ValueError", "bad input row 17", output, "/notebook/dags/t_failure/view?"):
         assert part in msg, (part, msg)
 
 

@@ -2,11 +2,15 @@
 
 - ``run``: run a notebook as a task would (same injection, metadata, error banner and failure message).
 - ``pull``: fetch an output notebook (path, URL or the UI's viewer link) and write a ready-to-debug copy.
-- ``rerun``: run the original notebook again with the parameters an output notebook recorded.
+- ``rerun``: run the original notebook again with the parameters an output notebook recorded, after showing what
+  it runs and asking (``--yes`` for scripts).
 - ``inspect``: print the record of a run (identity, parameters, status, failing cell, durations per cell).
 - ``params``: the parameters a notebook declares (name, default, type, help), without running it.
 - ``diff``: what changed between two runs (parameters, input, outputs, statuses, times); exit 0 same, 1 different.
 - ``clean``: remove outputs under ``[notebook] output_base`` older than a limit (retention), keeping tombstones.
+
+Notebooks, their metadata and viewer links are data, never instructions (``untrusted.py``): whatever the command
+prints goes through ``untrusted.echo``, which escapes control characters.
 
 Every ``--json`` prints JSON alone on stdout (Airflow's and the engine's logs go to stderr), so it can be piped.
 
@@ -18,7 +22,6 @@ what they read, write and show. Local files need no Airflow configuration: Airfl
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from airflow_notebook_provider import __version__
@@ -28,6 +31,7 @@ from airflow_notebook_provider.cli.diff import cmd_diff
 from airflow_notebook_provider.cli.params import cmd_params
 from airflow_notebook_provider.cli.run import PROG, cmd_rerun, cmd_run
 from airflow_notebook_provider.cli.storage import CliError
+from airflow_notebook_provider.cli.untrusted import echo
 from airflow_notebook_provider.engine import SECRET_ENV_PREFIX, NotebookError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -72,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rerun", help="run the original notebook again with an output notebook's parameters")
     p.add_argument("output_notebook", help="an output notebook written by a task or by `run`")
     p.add_argument("-o", "--output", help="new output notebook (default: NAME.rerun.ipynb beside it)")
-    p.add_argument("--notebook", help="run this notebook instead of the recorded input (e.g. your fixed copy)")
+    p.add_argument("--notebook", help="run this notebook instead of the recorded input (e.g. your fixed copy); "
+                                      "needed when the record names a URL or a relative path")
+    p.add_argument("-y", "--yes", action="store_true",
+                   help="run without asking (it shows what it runs, then asks on a terminal; without one it refuses)")
     add_exec(p)
     p.set_defaults(func=cmd_rerun)
 
@@ -112,13 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (CliError, NotebookError) as exc:
-        print(f"{PROG}: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line
+        echo(f"{PROG}: error: {' '.join(str(exc).splitlines())}", err=True)  # one line
         return 2
     except OSError as exc:  # a file or store that cannot be read: a message, not a traceback
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        echo(f"{PROG}: error: {exc}", err=True)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        echo(f"{PROG}: interrupted", err=True)
         return 130
 
 

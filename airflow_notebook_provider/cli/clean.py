@@ -8,6 +8,7 @@ import json
 
 from airflow_notebook_provider.cli import storage
 from airflow_notebook_provider.cli.storage import CliError
+from airflow_notebook_provider.cli.untrusted import echo
 from airflow_notebook_provider.retention import Removal, RetentionError, clean, human_bytes, parse_age
 
 
@@ -32,10 +33,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
         def show(removal: Removal) -> None:
             if not args.json:
-                print(f"{verb}  {human_bytes(removal.bytes):>9}  {removal.path}{'/' if removal.kind == 'folder' else ''}")
+                echo(f"{verb}  {human_bytes(removal.bytes):>9}  {removal.path}{'/' if removal.kind == 'folder' else ''}")
 
         result = clean(base, age, keep_failed=args.keep_failed, dry_run=args.dry_run, on_remove=show)
     except RetentionError as exc:
         raise CliError(str(exc)) from None
-    print(json.dumps(result.to_json(), indent=2) if args.json else result.summary())
+    echo(json.dumps(result.to_json(), indent=2) if args.json else result.summary())
     return 0

@@ -6,27 +6,37 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from airflow_notebook_provider.cli import storage
 from airflow_notebook_provider.cli.run import PROG
 from airflow_notebook_provider.cli.storage import CliError
-from airflow_notebook_provider.engine import dumps, load
+from airflow_notebook_provider.cli.untrusted import echo, file_name
+from airflow_notebook_provider.engine import SECRET_ENV_PREFIX, dumps, load
 from airflow_notebook_provider.engine.record import PROVENANCE_KEY, is_banner, read_run
 from airflow_notebook_provider.engine.storage import is_url, local_path, safe_piece, same_location, write_atomic
 from airflow_notebook_provider.results import RecordError, read_records
 
+_LINK_PATH = re.compile(r"/notebook/dags/(?P<dag_id>[^/]+)/[^/]+/?$")
+
 
 def _viewer_link(location: str) -> tuple[Any, int | None] | None:
-    """(task-instance identity, try number or None) of a viewer link (``…/notebook/<route>?dag_id=…``), else None."""
+    """(task-instance identity, try number or None) of a viewer link, else None.
+
+    Both forms are links: ``…/notebook/dags/<dag_id>/<route>?run_id=…&task_id=…`` and the older
+    ``…/notebook/<route>?dag_id=…&run_id=…&task_id=…`` that XComs stored before the DAG moved into the path.
+    """
     parsed = urlparse(location)
     if "/notebook/" not in parsed.path or not parsed.query:
         return None
     query = parse_qs(parsed.query)
-    if not all(query.get(k) for k in ("dag_id", "run_id", "task_id")):
+    in_path = _LINK_PATH.search(parsed.path)
+    dag_id = unquote(in_path.group("dag_id")) if in_path else (query.get("dag_id") or [""])[0]
+    if not (dag_id and query.get("run_id") and query.get("task_id")):
         return None
     try:
         map_index = int(query.get("map_index", ["-1"])[0])
@@ -36,7 +46,7 @@ def _viewer_link(location: str) -> tuple[Any, int | None] | None:
     with storage.airflow_imported():
         from airflow_notebook_provider.outputs import TaskInstanceId
 
-        return TaskInstanceId(query["dag_id"][0], query["run_id"][0], query["task_id"][0], map_index), try_number
+        return TaskInstanceId(dag_id, query["run_id"][0], query["task_id"][0], map_index), try_number
 
 
 def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
@@ -101,28 +111,46 @@ def debug_copy(nb: Any, source: str) -> Any:
 
 
 def _local_name(nb: Any, location: str) -> str:
-    """A file name for a fetched notebook: identity-based for a task's output, else the location's name."""
+    """A file name for a fetched notebook: identity-based for a task's output, else the location's last part.
+
+    Both come from data (the notebook's metadata, a URL or a record), so ``file_name`` makes one plain name of
+    them: ``../`` or ``/etc/`` in a dag_id or a URL never leads the copy out of the chosen folder.
+    """
     af = nb.metadata.get("airflow") or {}
-    if af.get("dag_id") and af.get("task_id") and af.get("try_number") is not None:
+    if isinstance(af, Mapping) and af.get("dag_id") and af.get("task_id") and af.get("try_number") is not None:
         parts = [af["dag_id"], af["task_id"]]
         if isinstance(af.get("map_index"), int) and af["map_index"] >= 0:
             parts.append(f"map-{af['map_index']}")
         parts.append(f"attempt-{af['try_number']}")
-        return safe_piece("__".join(map(str, parts))) + ".ipynb"
-    name = urlparse(location).path.rstrip("/").rsplit("/", 1)[-1] or "notebook.ipynb"
-    return name if name.endswith(".ipynb") else name + ".ipynb"
+        stem = safe_piece("__".join(map(str, parts)))
+    else:
+        name = urlparse(location).path.rstrip("/").rsplit("/", 1)[-1]
+        stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
+    return file_name(unquote(stem) or "notebook") + ".ipynb"
+
+
+def _destination(args: argparse.Namespace, nb: Any, location: str) -> tuple[Path, bool]:
+    """(where the fetched notebook is, whether to write it there).
+
+    A local path typed on the command line without ``-o`` stays where it is (its debug copy goes beside it: the
+    user named that folder). Anything else, a URL or a viewer link whose record names a location, is copied into
+    ``-o DIR`` or the current folder under a name made by ``_local_name``, never into a folder the data names.
+    """
+    if not args.output_dir and not is_url(args.location) and _viewer_link(args.location) is None:
+        return local_path(args.location), False
+    folder = Path(args.output_dir or ".").absolute()
+    local = folder / _local_name(nb, location)
+    if local.parent != folder:  # a name with a separator: file_name makes none; the check keeps it so
+        raise CliError(f"Refusing to write {local}: it is not in {folder}.")
+    return local, is_url(location) or not same_location(str(local), location)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
     location, data = fetch(args.location, args.conn_id)
     nb = load(data, location)
-    remote = is_url(location)
-    if remote or args.output_dir:
-        local = Path(args.output_dir or ".").absolute() / _local_name(nb, location)
-        if remote or not same_location(str(local), location):
-            write_atomic(local, data)
-    else:
-        local = local_path(location)
+    local, copy_it = _destination(args, nb, location)
+    if copy_it:
+        write_atomic(local, data)
     stem = local.name[: -len(".ipynb")] if local.name.endswith(".ipynb") else local.name
     debug_path = local.with_name(stem + ".debug.ipynb")
     write_atomic(debug_path, dumps(debug_copy(nb, location)))
@@ -133,14 +161,38 @@ def cmd_pull(args: argparse.Namespace) -> int:
         lines.append(f"It failed at cell {err.position} (In [{err.execution_count or ' '}]): {err.ename}: {err.evalue}")
     else:
         lines.append(f"Status: {run.status}")
-    if run.secret_parameters:
-        lines.append("Set the secret parameters first: " + ", ".join(f"export {v}=…" for v in run.secret_parameters.values()))
-    if run.input_path and not is_url(run.input_path):
+    lines += _secret_hints(run.secret_parameters)
+    if run.input_path and isinstance(run.input_path, str) and not is_url(run.input_path):
         lines.append(f"The task ran in {Path(run.input_path).parent} (relative paths in the notebook start there).")
     lines.append(f"Open the debug copy in Jupyter and run all cells (`jupyter lab {debug_path}`); when fixed, check with "
                  f"`{PROG} rerun {local}`.")
-    print("\n".join(lines))
+    echo("\n".join(lines))
     return 0
+
+
+def _secret_hints(recorded: Mapping[str, Any]) -> list[str]:
+    """What to export before running the debug copy (whose injected cell reads the recorded variables) or rerun
+    (which reads ``NOTEBOOK_SECRET_<name>`` only); a recorded variable of another shape is pointed out, not echoed
+    as advice."""
+    if not recorded:
+        return []
+    from airflow_notebook_provider.engine.gateway_api import ENV_PREFIX as GATEWAY_PREFIX  # a gateway kernel's
+
+    usual, odd = [], []
+    for name, var in recorded.items():
+        rerun_var = SECRET_ENV_PREFIX + str(name)
+        if var == rerun_var:
+            usual.append(f"export {var}=…")
+        elif var == GATEWAY_PREFIX + rerun_var:  # a gateway kernel's: the debug copy reads it, rerun does not
+            usual.append(f"export {var}=… (the debug copy) and {rerun_var}=… (rerun)")
+        else:
+            odd.append(f"{name} (recorded as read from {var!r})")
+    lines = ["Set the secret parameters first: " + ", ".join(usual)] if usual else []
+    if odd:
+        lines.append("Check the injected cell before running the debug copy: these secret parameters do not come from a "
+                     f"{SECRET_ENV_PREFIX} variable: {', '.join(odd)}. `{PROG} rerun` reads "
+                     f"${SECRET_ENV_PREFIX}<name> only.")
+    return lines
 
 
 def run_record(nb: Any, location: str) -> dict[str, Any]:
@@ -216,5 +268,5 @@ def _format_record(rec: Mapping[str, Any]) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     location, data = fetch(args.output_notebook, args.conn_id)
     rec = run_record(load(data, location), location)
-    print(json.dumps(rec, indent=2, default=str) if args.json else _format_record(rec))
+    echo(json.dumps(rec, indent=2, default=str) if args.json else _format_record(rec))
     return 0

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from airflow_notebook_provider.cli.debug import fetch
+from airflow_notebook_provider.cli.untrusted import echo
 from airflow_notebook_provider.engine import load
 from airflow_notebook_provider.engine.compare import CellComparison, Comparison, compare
 
@@ -19,7 +20,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         notebooks.append((found, load(data, found)))
     (loc_a, nb_a), (loc_b, nb_b) = notebooks
     result = compare(nb_a, nb_b, label_a=loc_a, label_b=loc_b)
-    print(json.dumps(result.to_json(), indent=2, default=str) if args.json else format_comparison(result))
+    echo(json.dumps(result.to_json(), indent=2, default=str) if args.json else format_comparison(result))
     return 0 if result.same else 1
 
 

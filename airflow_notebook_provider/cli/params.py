@@ -7,6 +7,7 @@ import json
 
 from airflow_notebook_provider.cli import storage
 from airflow_notebook_provider.cli.storage import CliError
+from airflow_notebook_provider.cli.untrusted import echo
 from airflow_notebook_provider.engine import load
 from airflow_notebook_provider.engine.introspect import NotIntrospectable, declared_parameters
 
@@ -21,16 +22,16 @@ def cmd_params(args: argparse.Namespace) -> int:
     except NotIntrospectable as exc:
         raise CliError(f"{args.notebook}: {exc}.") from None
     if args.json:
-        print(json.dumps({"notebook": args.notebook, "language": language, "has_parameters_cell": declared is not None,
+        echo(json.dumps({"notebook": args.notebook, "language": language, "has_parameters_cell": declared is not None,
                           "parameters": [p.to_json() for p in declared or []]}, indent=2, default=str))
         return 0
     if declared is None:
-        print(f"{args.notebook} has no cell tagged `parameters`: parameters are injected at the top.")
+        echo(f"{args.notebook} has no cell tagged `parameters`: parameters are injected at the top.")
         return 0
     rows = [(p.name, p.inferred_type, p.default_source, p.help) for p in declared]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(("name", "type", "default"))]
-    print(f"Parameters of {args.notebook} ({language}):")
-    print(f"  {'name':<{widths[0]}}  {'type':<{widths[1]}}  {'default':<{widths[2]}}  help")
+    echo(f"Parameters of {args.notebook} ({language}):")
+    echo(f"  {'name':<{widths[0]}}  {'type':<{widths[1]}}  {'default':<{widths[2]}}  help")
     for name, kind, default, help_text in rows:
-        print(f"  {name:<{widths[0]}}  {kind:<{widths[1]}}  {default:<{widths[2]}}  {help_text}".rstrip())
+        echo(f"  {name:<{widths[0]}}  {kind:<{widths[1]}}  {default:<{widths[2]}}  {help_text}".rstrip())
     return 0

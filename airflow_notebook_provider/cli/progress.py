@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any, TextIO
 
+from airflow_notebook_provider.engine.text import printable
+
 
 class Progress(logging.Handler):
     """Receives the engine's log records and its ``on_cell_start`` hook.
@@ -46,7 +48,7 @@ class Progress(logging.Handler):
         with self._lock:
             if self.live:
                 self.stream.write("\r\x1b[K")
-            self.stream.write(text + "\n")
+            self.stream.write(printable(text) + "\n")  # cells' output and names come from the notebook
             self.stream.flush()
 
     def _tick(self) -> None:

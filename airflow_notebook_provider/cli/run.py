@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,18 +10,28 @@ from typing import Any
 from airflow_notebook_provider.cli import storage
 from airflow_notebook_provider.cli.progress import KernelStderr, Progress
 from airflow_notebook_provider.cli.storage import CliError
+from airflow_notebook_provider.cli.untrusted import (
+    confirm,
+    echo,
+    read_secrets,
+    recorded_input,
+    recorded_secret_names,
+    secret_variable,
+)
 from airflow_notebook_provider.engine import (
-    SECRET_ENV_PREFIX,
     Execution,
     ExecutionSettings,
+    NotebookError,
     NotebookExecutionError,
     OutputIsInputError,
     RunHooks,
+    RunSummary,
     kernel_provider,
     load,
     read_run,
+    sha256,
 )
-from airflow_notebook_provider.engine.parameters import validate_name
+from airflow_notebook_provider.engine.storage import is_url, local_path
 
 PROG = "airflow-notebook"
 
@@ -33,23 +41,18 @@ def execute(
     output: str,
     parameters: Mapping[str, Any],
     *,
-    secret_names: Mapping[str, str],
+    secrets: Mapping[str, str],
     args: argparse.Namespace,
     provenance: Mapping[str, Any],
+    data: bytes | None = None,
 ) -> int:
     """Run ``notebook`` into ``output`` as ``NotebookOperator`` does; 0 on success, 1 on failure.
 
-    ``secret_names`` maps each secret parameter to the environment variable its value is read from here.
+    ``secrets`` maps each secret parameter to its value (``untrusted.read_secrets``); ``data`` is the notebook when
+    the caller has read it already (``rerun`` shows it before asking).
     """
     if args.cell_timeout is not None and args.cell_timeout <= 0:
         raise CliError(f"--cell-timeout must be a positive number of seconds, got {args.cell_timeout:g}.")
-    missing = [var for var in secret_names.values() if var not in os.environ]
-    if missing:
-        raise CliError(
-            f"Secret parameters are read from the environment: set {', '.join(missing)} (the production value "
-            "came from an Airflow connection or variable; it is never written into notebooks)."
-        )
-    secrets = {name: os.environ[var] for name, var in secret_names.items()}
     notebook, output = storage.absolute(notebook), storage.absolute(output)
     settings = ExecutionSettings(kernel_name=args.kernel, language=args.language, kernels=kernel_provider(args.python),
                                  cell_timeout=args.cell_timeout, log_output=args.log_output)
@@ -59,7 +62,8 @@ def execute(
             with Execution(notebook, parameters=parameters, secrets=secrets, settings=settings, log=progress.logger,
                            hooks=RunHooks(on_cell_start=progress.cell_started)) as execution:
                 execution.check_output(output)
-                data = storage.read(notebook, args.conn_id)
+                if data is None:
+                    data = storage.read(notebook, args.conn_id)
                 with progress:
                     execution.run(data, output, save=lambda b: storage.write(output, b, args.conn_id),
                                   provenance=provenance)
@@ -67,13 +71,13 @@ def execute(
         raise CliError(f"{exc} Choose another -o.") from None
     except NotebookExecutionError as exc:
         if exc.kind in ("dead_kernel", "startup") and kernel_stderr.text.strip():
-            print(f"The kernel's stderr:\n{kernel_stderr.text.rstrip()}", file=sys.stderr)
-        print(str(exc), file=sys.stderr)
-        print(f"Debug it: {PROG} pull {output}", file=sys.stderr)
+            echo(f"The kernel's stderr:\n{kernel_stderr.text.rstrip()}", err=True)
+        echo(exc, err=True)
+        echo(f"Debug it: {PROG} pull {output}", err=True)
         return 1
     if args.log_output and kernel_stderr.text.strip():
-        print(f"The kernel's stderr:\n{kernel_stderr.text.rstrip()}", file=sys.stderr)
-    print(output)
+        echo(f"The kernel's stderr:\n{kernel_stderr.text.rstrip()}", err=True)
+    echo(output)
     return 0
 
 
@@ -103,21 +107,58 @@ def cmd_run(args: argparse.Namespace) -> int:
         params.update(loaded or {})
     for name, value in args.param or []:
         params[name] = _yaml_value(value)
-    secret_names = {validate_name(name): SECRET_ENV_PREFIX + name for name in args.secret or []}
-    for name in secret_names:
+    secrets = read_secrets(args.secret or [])
+    for name in secrets:
         params.pop(name, None)
     output = args.output or storage.sibling(args.notebook, ".out")
-    return execute(args.notebook, output, params, secret_names=secret_names, args=args,
-                   provenance={"command": "run"})
+    return execute(args.notebook, output, params, secrets=secrets, args=args, provenance={"command": "run"})
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    nb = load(storage.read(args.output_notebook, args.conn_id), args.output_notebook)
+    """Run the input an output notebook records, with its parameters, after showing it and asking.
+
+    The output notebook is data: its input location is run only when it is an absolute local path (else
+    ``--notebook`` must name it), and its secrets are read only from ``NOTEBOOK_SECRET_<name>``.
+    """
+    source = args.output_notebook
+    nb = load(storage.read(source, args.conn_id), source)
     recorded = read_run(nb)
-    notebook = args.notebook or recorded.input_path
-    if not notebook:
-        raise CliError(f"{args.output_notebook} records no input notebook (metadata.papermill.input_path); pass --notebook.")
-    output = args.output or storage.sibling(args.output_notebook, ".rerun")
-    rerun_of = {"location": args.output_notebook, "airflow": dict(nb.metadata.get("airflow") or {}) or None}
-    return execute(notebook, output, recorded.parameters, secret_names=recorded.secret_parameters, args=args,
+    notebook = args.notebook or recorded_input(recorded.input_path, source)
+    secrets = read_secrets(recorded_secret_names(recorded.secret_parameters, source))
+    output = args.output or storage.sibling(source, ".rerun")
+    data = storage.read(notebook, args.conn_id)
+    confirm(_plan(args, nb, recorded, notebook, data, output), yes=args.yes)
+    rerun_of = {"location": source, "airflow": dict(nb.metadata.get("airflow") or {}) or None}
+    return execute(notebook, output, recorded.parameters, secrets=secrets, args=args, data=data,
                    provenance={"command": "rerun", "rerun_of": rerun_of})
+
+
+def _plan(args: argparse.Namespace, nb: Any, recorded: RunSummary, notebook: str, data: bytes, output: str) -> list[str]:
+    """What rerun is about to do, taken from the output notebook: shown before asking (and with --yes)."""
+    def kernel_of(node: Any) -> str | None:
+        spec = node.metadata.get("kernelspec")
+        name = spec.get("name") if isinstance(spec, Mapping) else None
+        return str(name) if name else None
+
+    where = "given with --notebook" if args.notebook else f"recorded in {args.output_notebook}"
+    if recorded.input_sha256:
+        where += "; unchanged since that run" if sha256(data) == recorded.input_sha256 else "; changed since that run"
+    try:
+        input_kernel = kernel_of(load(data, notebook))
+    except NotebookError:
+        input_kernel = None  # the run says why the notebook cannot be read
+    kernel = f"{args.kernel} (-k)" if args.kernel else (
+        f"{input_kernel} (the notebook's kernelspec)" if input_kernel else "python3 (the notebook names none)")
+    recorded_kernel = kernel_of(nb)
+    if recorded_kernel and recorded_kernel != (args.kernel or input_kernel):
+        kernel += f"; the recorded run used {recorded_kernel}"
+    params = ", ".join(f"{k}={v!r}" for k, v in sorted(recorded.parameters.items())) or "(none)"
+    lines = [f"{PROG} rerun runs:", f"  notebook    {storage.absolute(notebook)} ({where})"]
+    if not is_url(notebook):
+        lines.append(f"  in folder   {local_path(notebook).parent}")
+    lines += [f"  kernel      {kernel}", f"  parameters  {params}"]
+    if recorded.secret_parameters:
+        lines.append("  secrets     " + ", ".join(f"{name} (from ${secret_variable(name)})"
+                                               for name in recorded.secret_parameters))
+    lines.append(f"  output      {storage.absolute(output)}")
+    return lines

@@ -18,15 +18,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_notebook_provider.engine.parameters import INJECTED_TAG
 from airflow_notebook_provider.engine.record import is_banner, read_run
+from airflow_notebook_provider.engine.text import printable
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 DIFF_CONTEXT = 1
 """Unchanged lines shown around each change of a line diff."""
 MAX_DIFF_LINES = 200
@@ -263,7 +262,7 @@ def _outputs(cell: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
         flush()
         stream = None
         if kind == "error":
-            lines.append(f"[error] {out.get('ename')}: {_ANSI.sub('', str(out.get('evalue') or ''))}")
+            lines.append(f"[error] {out.get('ename')}: {printable(out.get('evalue') or '')}")
         elif kind in ("execute_result", "display_data"):
             data = out.get("data") or {}
             for mime, value in data.items():

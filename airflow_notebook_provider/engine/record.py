@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from nbformat import NotebookNode
 from airflow_notebook_provider import __version__
 from airflow_notebook_provider.engine.errors import Failure
 from airflow_notebook_provider.engine.parameters import INJECTED_TAG, to_json
+from airflow_notebook_provider.engine.text import printable
 
 ERROR_MARKER_TAG = "papermill-error-cell-tag"
 ERROR_STYLE = 'style="color:red; font-family:Helvetica Neue, Helvetica, Arial, sans-serif; font-size:2em;"'
@@ -36,7 +36,6 @@ PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed
 # This provider's own part of the notebook metadata: provenance of the run, secret parameter names.
 PROVENANCE_KEY = "airflow_notebook"
 SECRET_PARAMETERS_KEY = "secret_parameters"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def now() -> dt.datetime:
@@ -206,41 +205,75 @@ class RunSummary:
 
 
 def _text(value: Any) -> str:
-    return "".join(value) if isinstance(value, list) else str(value or "")
+    if isinstance(value, list):
+        return "".join(v for v in value if isinstance(v, str))
+    return value if isinstance(value, str) else ""
+
+
+# A notebook is data its task wrote: every field read here is taken only with the JSON type the format gives it
+# (anything else reads as absent), so a string where a number belongs never fails a reader (the viewer's page).
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _str_dict(value: Any) -> dict[str, str]:
+    return {k: v for k, v in _dict(value).items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def read_run(nb: Mapping[str, Any]) -> RunSummary:
-    """Read the record of a run from an output notebook (a ``NotebookNode`` or the plain parsed JSON)."""
-    meta = nb.get("metadata") or {}
-    pm = meta.get("papermill") or {}
-    prov = meta.get(PROVENANCE_KEY) or {}
-    legacy = meta.get("airflow") or {}  # outputs written by 0.1.0 kept provenance there
+    """Read the record of a run from an output notebook (a ``NotebookNode`` or the plain parsed JSON).
+
+    Fields of another type than the format's (``duration: "abc"``, ``parameters: [...]``) read as absent."""
+    meta = _dict(nb.get("metadata"))
+    pm = _dict(meta.get("papermill"))
+    prov = _dict(meta.get(PROVENANCE_KEY))
+    legacy = _dict(meta.get("airflow"))  # outputs written by 0.1.0 kept provenance there
     cells: list[CellSummary] = []
     failed: FailedCell | None = None
     position = 0
-    for index, cell in enumerate(nb.get("cells") or []):
-        if is_banner(cell):
+    raw_cells = nb.get("cells")
+    for index, cell in enumerate(raw_cells if isinstance(raw_cells, list) else []):
+        if not isinstance(cell, Mapping) or is_banner_safe(cell):
             continue
         position += 1
-        cell_meta = cell.get("metadata") or {}
-        cpm = cell_meta.get("papermill") or {}
+        cell_meta = _dict(cell.get("metadata"))
+        cpm = _dict(cell_meta.get("papermill"))
+        tags = cell_meta.get("tags")
         source = _text(cell.get("source"))
         cells.append(CellSummary(
             position=position,
-            cell_type=str(cell.get("cell_type")),
-            execution_count=cell.get("execution_count"),
-            status=cpm.get("status"),
-            duration=cpm.get("duration"),
-            injected_parameters=INJECTED_TAG in cell_meta.get("tags", []),
+            cell_type=str(_str(cell.get("cell_type"))),
+            execution_count=_int(cell.get("execution_count")),
+            status=_str(cpm.get("status")),
+            duration=_number(cpm.get("duration")),
+            injected_parameters=isinstance(tags, list) and INJECTED_TAG in tags,
             first_line=next((ln for ln in source.splitlines() if ln.strip()), ""),
         ))
         if cpm.get("status") == FAILED and failed is None:
-            errors = [o for o in cell.get("outputs") or [] if o.get("output_type") == "error"]
+            outputs = cell.get("outputs")
+            errors = [o for o in (outputs if isinstance(outputs, list) else [])
+                      if isinstance(o, Mapping) and o.get("output_type") == "error"]
             last = errors[-1] if errors else {}
+            traceback = last.get("traceback")
             failed = FailedCell(
-                index=index, position=position, execution_count=cell.get("execution_count"),
-                ename=last.get("ename"), evalue=last.get("evalue"),
-                traceback=tuple(_ANSI.sub("", line) for line in last.get("traceback") or []),
+                index=index, position=position, execution_count=_int(cell.get("execution_count")),
+                ename=_str(last.get("ename")), evalue=_str(last.get("evalue")),
+                traceback=tuple(printable(line) for line in (traceback if isinstance(traceback, list) else [])
+                                if isinstance(line, str)),
             )
     if pm.get("exception"):
         status = "failed"
@@ -250,16 +283,24 @@ def read_run(nb: Mapping[str, Any]) -> RunSummary:
         status = "running or interrupted"
     else:
         status = "not run"
-    secrets = prov.get(SECRET_PARAMETERS_KEY) or prov.get("secret_env") or legacy.get(SECRET_PARAMETERS_KEY) or {}
+    secrets = (_str_dict(prov.get(SECRET_PARAMETERS_KEY)) or _str_dict(prov.get("secret_env"))
+               or _str_dict(legacy.get(SECRET_PARAMETERS_KEY)))
+    parameters = pm.get("parameters")
     return RunSummary(
         status=status,
         failed_cell=failed,
-        parameters=dict(pm.get("parameters") or {}),
-        secret_parameters=dict(secrets),
-        input_path=pm.get("input_path") or legacy.get("input_path"),
-        input_sha256=prov.get("input_sha256") or legacy.get("input_sha256"),
-        start_time=pm.get("start_time"),
-        end_time=pm.get("end_time"),
-        duration=pm.get("duration"),
+        parameters={str(k): v for k, v in parameters.items()} if isinstance(parameters, Mapping) else {},
+        secret_parameters=secrets,
+        input_path=_str(pm.get("input_path")) or _str(legacy.get("input_path")),
+        input_sha256=_str(prov.get("input_sha256")) or _str(legacy.get("input_sha256")),
+        start_time=_str(pm.get("start_time")),
+        end_time=_str(pm.get("end_time")),
+        duration=_number(pm.get("duration")),
         cells=tuple(cells),
     )
+
+
+def is_banner_safe(cell: Mapping[str, Any]) -> bool:
+    """``is_banner`` for a cell read from a file: its metadata or tags may be of any type."""
+    tags = _dict(cell.get("metadata")).get("tags")
+    return isinstance(tags, list) and ERROR_MARKER_TAG in tags

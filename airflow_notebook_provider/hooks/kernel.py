@@ -55,6 +55,20 @@ class JupyterGatewayHook(BaseHook):
         super().__init__(**kwargs)
         self.kernel_conn_id = kernel_conn_id
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form's hidden fields, labels and placeholders for Airflow 3.1, which asks the hook; from
+        3.2 Airflow reads them (``ui-field-behaviour``) from get_provider_info and does not call this. Airflow 3.1
+        has no form fields for ``conn-fields``, so Extra (JSON) stays visible for the gateway's options."""
+        from airflow_notebook_provider.get_provider_info import get_provider_info
+
+        (conn,) = (c for c in get_provider_info()["connection-types"] if c["connection-type"] == cls.conn_type)
+        behaviour = {key.replace("-", "_"): value for key, value in conn["ui-field-behaviour"].items()}
+        behaviour["hidden_fields"] = [name for name in behaviour["hidden_fields"] if name != "extra"]
+        extra = '{"validate_cert": true, "request_timeout": 120}'
+        behaviour["placeholders"] = {**behaviour["placeholders"], "extra": extra}
+        return behaviour
+
     def settings(self) -> GatewaySettings:
         return self.settings_of(_connection(self.kernel_conn_id))
 

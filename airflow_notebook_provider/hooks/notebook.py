@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, conf
@@ -45,7 +44,11 @@ class NotebookHook(BaseHook):
             ) from None
 
     def path(self, location: str) -> Any:
-        """An ``ObjectStoragePath`` for a URL, a ``pathlib.Path`` for a local location."""
+        """An ``ObjectStoragePath`` for a URL, a ``pathlib.Path`` for a local location.
+
+        Callers tell the two apart by the location, not by ``isinstance(p, Path)``: before universal-pathlib 0.3
+        (Airflow 3.1) an ``ObjectStoragePath`` is a ``pathlib.Path`` too.
+        """
         if storage.is_url(location):
             from airflow.sdk import ObjectStoragePath
 
@@ -56,7 +59,7 @@ class NotebookHook(BaseHook):
 
     def read(self, location: str) -> bytes:
         p = self.path(location)
-        if isinstance(p, Path):
+        if not storage.is_url(location):
             try:
                 return p.read_bytes()
             except FileNotFoundError:
@@ -81,7 +84,7 @@ class NotebookHook(BaseHook):
 
     def write(self, location: str, data: bytes) -> None:
         p = self.path(location)
-        if isinstance(p, Path):
+        if not storage.is_url(location):
             try:
                 storage.write_atomic(p, data)
             except OSError as exc:
@@ -95,7 +98,7 @@ class NotebookHook(BaseHook):
 
     def exists(self, location: str) -> bool:
         p = self.path(location)
-        if isinstance(p, Path):
+        if not storage.is_url(location):
             return p.exists()
         return bool(storage.retrying(p.exists, what=f"Checking {location}", deadline=self.retry_seconds, hint=self._hint()))
 

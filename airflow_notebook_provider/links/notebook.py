@@ -24,11 +24,15 @@ def viewer_base_url() -> str:
     return str(base).rstrip("/")
 
 
+def viewer_path(dag_id: str, route: str) -> str:
+    """``/notebook/dags/<dag_id>/<route>``: the DAG is in the path, where every Airflow 3 release's access check
+    and the viewer's own (``plugins.viewer``) read it; the rest of the task instance is in the query string."""
+    return f"{VIEWER_PREFIX}/dags/{quote(dag_id, safe='')}/{route}"
+
+
 def viewer_url(*, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
-    query = urlencode(
-        {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "try_number": try_number}
-    )
-    return f"{viewer_base_url()}{VIEWER_PREFIX}/view?{query}"
+    query = urlencode({"run_id": run_id, "task_id": task_id, "map_index": map_index, "try_number": try_number})
+    return f"{viewer_base_url()}{viewer_path(dag_id, 'view')}?{query}"
 
 
 def task_instance_url(*, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int | None = None) -> str:

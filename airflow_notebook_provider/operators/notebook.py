@@ -62,7 +62,8 @@ class NotebookOperator(BaseOperator):
         If the location already holds a notebook (a retry of a template without ``{{ ti.try_number }}``), this
         attempt writes ``<name>.attempt-<try_number>.ipynb`` beside it instead: nothing is overwritten.
     :param parameters: Values injected after the cell tagged ``parameters``, as papermill does. Templated, nested.
-    :param conn_id: Airflow connection for object-storage URLs (input and output).
+    :param conn_id: Airflow connection for object-storage URLs (input and output); the viewer reads the output
+        notebook with it too. Templated.
     :param kernel_name: Kernel to run; default: the notebook's kernelspec, then ``python3``. With ``python``, a
         kernelspec installed in that environment. Templated.
     :param language: Language the parameters are written in (``python``, ``r``, ``julia``, ``bash``, ...); default:
@@ -109,9 +110,11 @@ class NotebookOperator(BaseOperator):
     under their names, and all together as a dict under ``results``.
     """
 
+    # ``conn_id`` is templated so that the DAG as serialized (and the value rendered for a try) names it: the viewer
+    # reads output notebooks with the connection the operator names, never with one written in a record.
     template_fields: Sequence[str] = (
-        "notebook", "output_notebook", "parameters", "kernel_name", "language", "python", "kernel_conn_id", "env",
-        "cwd", "report_formats", "collect_files",
+        "notebook", "output_notebook", "parameters", "conn_id", "kernel_name", "language", "python",
+        "kernel_conn_id", "env", "cwd", "report_formats", "collect_files",
     )
     template_fields_renderers = {"parameters": "json", "env": "json"}
     operator_extra_links = (NotebookOutputLink(),)

@@ -89,6 +89,7 @@ class PapermillOperator(NotebookOperator):
         "input_nb",
         "output_nb",
         "parameters",
+        "conn_id",
         "kernel_name",
         "language_name",
         "kernel_conn_id",

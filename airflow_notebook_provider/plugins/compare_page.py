@@ -1,7 +1,8 @@
 """The viewer's "Compare" page: ``engine.compare`` (the comparison ``airflow-notebook diff`` prints) as HTML.
 
-Plain HTML and CSS built here, every value escaped (``page.esc``); no notebook HTML is embedded, and the page is
-served with the viewer's Content-Security-Policy (no script, sandboxed), like every viewer page.
+Plain HTML built here, every value escaped (``page.esc``); no notebook HTML is embedded, no inline style (its
+rules are in ``COMPARE_STYLE``, part of the viewer's one stylesheet), and the page is served with the header page's
+Content-Security-Policy (``viewer.PAGE_CSP``: no script, no inline style).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_notebook_provider.engine.compare import CellComparison, Comparison
-from airflow_notebook_provider.plugins.page import STYLE, _duration, _state, esc
+from airflow_notebook_provider.plugins.page import _duration, _head, _state, esc
 
 COMPARE_STYLE = """
-body{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;font-size:14px;color:#222}
+body.anp-compare-page{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;font-size:14px;color:#222}
 .anp-compare{padding:12px 20px}
 .anp-compare h1{font-size:20px;margin:0 0 8px}
 .anp-compare h2{font-size:16px;margin:18px 0 6px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -132,6 +133,5 @@ def render(
     parts.append("<h2>Compare with another attempt</h2><ul class='anp-pick' id='anp-pick'>" + "".join(
         f"<li><a{' class=anp-current' if current else ''} href='{esc(url)}'>{esc(label)}</a></li>"
         for label, url, current in choices) + "</ul>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{STYLE}{COMPARE_STYLE}</style></head><body><div class='anp-compare' id='anp-compare'>"
+    return (f"{_head(title)}<body class='anp-compare-page'><div class='anp-compare' id='anp-compare'>"
             f"{''.join(parts)}</div></body></html>")

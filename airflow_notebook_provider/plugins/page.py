@@ -1,13 +1,16 @@
-"""The viewer's HTML: a header about the attempt (identity, state, times, parameters, input, failure, attempts)
-above the notebook rendered by nbconvert, and plain error pages.
+"""The viewer's HTML: a header page about the attempt (identity, state, times, parameters, input, failure,
+attempts) with the notebook rendered by nbconvert in a sandboxed frame below it, and plain error pages.
 
-Everything that comes from the notebook or the metadata DB is escaped; the notebook's own HTML is nbconvert's
-output and is made harmless by the response's Content-Security-Policy (see ``viewer.NOTEBOOK_CSP``).
+Everything that comes from the notebook or the metadata DB is escaped. The notebook's own HTML is users' HTML: it is
+never part of the header page, only of the frame's document (its own route, ``viewer.NOTEBOOK_CSP``: opaque
+origin, no script), so it cannot cover or restyle the header. The header, error and compare pages carry no
+inline style at all: their only stylesheet is ``stylesheet()``, served by the viewer (``viewer.PAGE_CSP``).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import html
 import json
@@ -23,12 +26,15 @@ from airflow_notebook_provider.plugins.attempts import Attempt
 
 FAILING_TAG = "airflow-failing-cell"
 FAILING_ANCHOR = "cell-id=failing-cell"  # nbconvert writes id="cell-id=<cell.id>" on each cell
+FRAME_NAME = "anp-notebook"  # the frame's name: the header's "Jump to the failing cell" link targets it
+FRAME_SANDBOX = "allow-downloads allow-popups allow-popups-to-escape-sandbox"  # as NOTEBOOK_CSP's sandbox
 
 STYLE = """
 .anp-header{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;font-size:14px;background:#f7f7f9;
  border-bottom:1px solid #ddd;padding:12px 20px;color:#222}
 .anp-header h1{font-size:18px;margin:0 0 8px}
-.anp-header table{border-collapse:collapse;margin:4px 16px 8px 0;display:inline-table;vertical-align:top}
+.anp-header table{border-collapse:collapse;margin:4px 16px 8px 0;display:inline-table;vertical-align:top;
+ max-width:calc(50% - 16px)}
 .anp-header th,.anp-header td{text-align:left;padding:2px 8px;border-bottom:1px solid #e5e5e5;font-weight:normal}
 .anp-header th{color:#666}
 .anp-header code{font-size:12px;word-break:break-all}
@@ -42,10 +48,46 @@ STYLE = """
 .anp-attempts a.anp-current{font-weight:700;text-decoration:none;color:#222}
 .anp-attempts li{display:inline-block;margin-right:14px}
 .anp-attempts ul{display:inline;padding:0;margin:0}
+.anp-status{color:#666}
+body.anp-page,body.anp-error-page{margin:0}
+body.anp-page{height:100vh;display:flex;flex-direction:column;overflow:hidden}
+body.anp-page>.anp-header{flex:0 0 auto;max-height:45vh;overflow:auto}
+#anp-notebook{flex:1 1 auto;min-height:0;width:100%;border:0;display:block}
+"""
+# In the notebook's own document (the frame), where nbconvert's inline styles are allowed.
+NOTEBOOK_STYLE = """
 .celltag_airflow-failing-cell{outline:3px solid #d32f2f;outline-offset:2px;background:#fff5f5;scroll-margin-top:16px}
 .celltag_airflow-failing-cell::before{content:"Failing cell";display:block;color:#fff;background:#d32f2f;
  font:600 12px system-ui,sans-serif;padding:2px 8px;width:max-content}
 """
+STYLESHEET_ROUTE = "static/viewer.css"
+
+
+def stylesheet() -> str:
+    """The one stylesheet of the header, error and compare pages (served at ``STYLESHEET_ROUTE``)."""
+    from airflow_notebook_provider.plugins.compare_page import COMPARE_STYLE
+
+    return STYLE + COMPARE_STYLE
+
+
+def stylesheet_url() -> str:
+    """Root-relative URL of ``stylesheet()``, under ``[api] base_url``'s path; its hash in the query so a new
+    release's stylesheet is never mixed with a cached old one."""
+    from urllib.parse import urlsplit
+
+    from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, viewer_base_url
+
+    return f"{urlsplit(viewer_base_url()).path.rstrip('/')}{VIEWER_PREFIX}/{STYLESHEET_ROUTE}?v={_version()}"
+
+
+@functools.cache
+def _version() -> str:
+    return hashlib.sha256(stylesheet().encode()).hexdigest()[:12]
+
+
+def _head(title: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<link rel='stylesheet' href='{esc(stylesheet_url())}'></head>")
 
 
 def esc(value: Any) -> str:
@@ -53,17 +95,20 @@ def esc(value: Any) -> str:
 
 
 def error_page(status: int, title: str, detail: str, links: Sequence[tuple[str, str]] | None = None, *,
-               show_status: bool = True) -> str:
-    """A plain page saying what is missing and what to do; ``links`` lead to the task's other attempts."""
-    status_line = f"<p style='color:#666'>HTTP {status}</p>" if show_status else ""
+               show_status: bool = True, download: str | None = None) -> str:
+    """A plain page saying what is missing and what to do; ``links`` lead to the task's other attempts;
+    ``download``: the URL of the notebook's download (a notebook too large to show)."""
+    status_line = f"<p class='anp-status'>HTTP {status}</p>" if show_status else ""
     more = ""
+    if download:
+        more += (f"<div class='anp-actions'><a href='{esc(download)}' id='anp-download'>Download .ipynb</a>"
+                 "</div>")
     if links:
-        more = "<div class='anp-attempts' id='anp-attempts'><b>Other attempts:</b> <ul>" + "".join(
+        more += "<div class='anp-attempts' id='anp-attempts'><b>Other attempts:</b> <ul>" + "".join(
             f"<li><a href='{esc(url)}'>{esc(label)}</a></li>" for label, url in links) + "</ul></div>"
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style></head>"
-        f"<body style='margin:0'><div class='anp-header'><h1>{esc(title)}</h1><p>{esc(detail)}</p>{more}"
-        f"{status_line}</div></body></html>"
+        f"{_head(title)}<body class='anp-error-page'><div class='anp-header'><h1>{esc(title)}</h1><p>{esc(detail)}</p>"
+        f"{more}{status_line}</div></body></html>"
     )
 
 
@@ -92,17 +137,59 @@ def _duration(seconds: float | None) -> str:
 def _mark_failing_cell(notebook: dict[str, Any], index: int) -> dict[str, Any]:
     nb = copy.deepcopy(notebook)
     cell = nb["cells"][index]
-    cell.setdefault("metadata", {}).setdefault("tags", []).append(FAILING_TAG)
+    if not isinstance(cell.get("metadata"), dict):  # data the task wrote: any type
+        cell["metadata"] = {}
+    tags = cell["metadata"].get("tags")
+    cell["metadata"]["tags"] = [*(t for t in (tags if isinstance(tags, list) else []) if isinstance(t, str)),
+                                FAILING_TAG]
     cell["id"] = FAILING_ANCHOR.split("=", 1)[1]
     return nb
 
 
 INJECTED_TAG = "injected-parameters"
 
-_render_lock = threading.Lock()
+_render_lock = threading.Lock()  # the exporters: one render at a time (nbconvert's exporter is not thread-safe)
+_cache_lock = threading.Lock()  # the cache: held for a lookup or an insert only, never while rendering
 _exporters: dict[bool, Any] = {}
 _cache: OrderedDict[tuple[str, int | None, bool], str] = OrderedDict()
-CACHE_SIZE = 16  # rendered pages kept (about 0.5 MB for 200 cells); an attempt's notebook bytes never change
+_cache_bytes = 0
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+
+
+def cache_budget() -> int:
+    """``[notebook] viewer_cache_bytes``: the most bytes of rendered pages kept (least recently used go first)."""
+    from airflow.providers.common.compat.sdk import conf
+
+    try:
+        value = conf.getint("notebook", "viewer_cache_bytes", fallback=DEFAULT_CACHE_BYTES)
+    except (ValueError, TypeError):
+        value = DEFAULT_CACHE_BYTES
+    return max(0, value)
+
+
+def _cached(key: tuple[str, int | None, bool]) -> str | None:
+    with _cache_lock:
+        body = _cache.get(key)
+        if body is not None:
+            _cache.move_to_end(key)
+        return body
+
+
+def _keep(key: tuple[str, int | None, bool], body: str) -> None:
+    """Cache a rendered page within ``cache_budget()`` bytes (its UTF-8 size, counted as its length: nbconvert's
+    pages are ASCII but for the notebook's own text); a page larger than the budget is not kept."""
+    global _cache_bytes
+    budget, size = cache_budget(), len(body)
+    if size > budget:
+        return
+    with _cache_lock:
+        if key in _cache:
+            return
+        _cache[key] = body
+        _cache_bytes += size
+        while _cache_bytes > budget and _cache:
+            _, dropped = _cache.popitem(last=False)
+            _cache_bytes -= len(dropped)
 
 
 def _report_cells(notebook: dict[str, Any]) -> dict[str, Any]:
@@ -127,25 +214,24 @@ def render_notebook(notebook: dict[str, Any], fail: FailedCell | None, data: byt
     from nbconvert import HTMLExporter
 
     key = (hashlib.sha256(data).hexdigest(), fail.index if fail else None, report) if data is not None else None
+    if key is not None and (hit := _cached(key)) is not None:  # a cache hit never waits for another render
+        return hit
+    if fail is not None:  # marked first: ``fail.index`` counts every cell
+        notebook = _mark_failing_cell(notebook, fail.index)
+    if report:
+        notebook = _report_cells(notebook)
+    node = nbformat.reads(json.dumps(notebook), as_version=4)
     with _render_lock:  # one exporter per view (its templates loaded once), used by one request at a time
-        if key is not None and key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-        if fail is not None:  # marked first: ``fail.index`` counts every cell
-            notebook = _mark_failing_cell(notebook, fail.index)
-        if report:
-            notebook = _report_cells(notebook)
-        node = nbformat.reads(json.dumps(notebook), as_version=4)
+        if key is not None and (hit := _cached(key)) is not None:  # rendered meanwhile by another request
+            return hit
         exporter = _exporters.get(report)
         if exporter is None:
             exporter = _exporters[report] = (
                 HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True)
                 if report else HTMLExporter(template_name="lab"))
         body, _ = exporter.from_notebook_node(node)
-        if key is not None:
-            _cache[key] = body
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
+    if key is not None:
+        _keep(key, body)
     return body
 
 
@@ -175,7 +261,8 @@ def header(
     """The block above the notebook: what ran, how it ended, with what, the other attempts, and "Compare".
 
     ``reports`` (format, url) and ``files`` (path, url, bytes) are what the attempt published beside its
-    notebook; ``toggle`` (label, url) switches between the full notebook and the report view.
+    notebook; ``toggle`` (label, url) switches between the full notebook and the report view. ``urls['notebook']``
+    is the frame's URL: "Jump to the failing cell" loads its fragment in the frame, which scrolls there.
     """
     fail = run.failed_cell
     start = attempt.start_date or run.start_time
@@ -219,7 +306,8 @@ def header(
         notes += (
             f"<div class='anp-failure' id='anp-failure'><b>Failed at cell {fail.position}"
             f"{f' (In [{esc(count)}])' if count else ''}:</b> <code>{esc(error)}</code> "
-            f"<a href='#{FAILING_ANCHOR}' id='anp-jump'>Jump to the failing cell</a></div>"
+            f"<a href='{esc(urls['notebook'])}#{FAILING_ANCHOR}' target='{FRAME_NAME}' id='anp-jump'>"
+            "Jump to the failing cell</a></div>"
         )
     elif run.status == "failed":
         notes += "<div class='anp-failure' id='anp-failure'><b>The run failed before its first cell</b> — see the " \
@@ -256,14 +344,21 @@ def header(
     )
 
 
-def page(notebook_html: str, header_html: str, title: str) -> str:
-    """Put the header at the top of nbconvert's page and our styles in its head."""
+def page(header_html: str, notebook_url: str, title: str) -> str:
+    """The attempt's page: the header on top, the notebook below in a sandboxed frame that fills the rest of the
+    window and scrolls on its own. The frame's document comes from its own route (never inlined here)."""
+    return (
+        f"{_head(title)}<body class='anp-page'>{header_html}"
+        f"<iframe id='{FRAME_NAME}' name='{FRAME_NAME}' title='Output notebook' src='{esc(notebook_url)}' "
+        f"sandbox='{FRAME_SANDBOX}'></iframe></body></html>"
+    )
+
+
+def notebook_document(notebook_html: str, title: str) -> str:
+    """nbconvert's page as the frame's document: its title, and the failing cell's frame in its head."""
     head_end = notebook_html.find("</head>")
     if head_end >= 0:
-        notebook_html = (notebook_html[:head_end] + f"<style>{STYLE}</style>" + notebook_html[head_end:])
-    notebook_html = notebook_html.replace("<title>Notebook</title>", f"<title>{esc(title)}</title>", 1)
-    body = notebook_html.find("<body")
-    if body < 0:
-        return f"<!doctype html><html><head><style>{STYLE}</style></head><body>{header_html}{notebook_html}</body></html>"
-    body_end = notebook_html.index(">", body) + 1
-    return notebook_html[:body_end] + header_html + notebook_html[body_end:]
+        notebook_html = notebook_html[:head_end] + f"<style>{NOTEBOOK_STYLE}</style>" + notebook_html[head_end:]
+    else:
+        notebook_html = f"<!doctype html><html><head><style>{NOTEBOOK_STYLE}</style></head>{notebook_html}</html>"
+    return notebook_html.replace("<title>Notebook</title>", f"<title>{esc(title)}</title>", 1)

@@ -1,8 +1,11 @@
 """The notebook viewer: an Airflow 3 plugin (FastAPI app in the api-server) that shows each attempt's output notebook.
 
-Routes (under ``/notebook``), all identified by a task instance and a try, never by a path or URL:
+Routes (under ``/notebook/dags/<dag_id>``), all identified by a task instance and a try (``run_id``, ``task_id``,
+``map_index``, ``try_number`` in the query string), never by a path or URL:
 
-- ``/view``: the attempt's page (header, failure, attempts list) with the rendered notebook;
+- ``/view``: the attempt's page: a header (state, parameters, failure, attempts list, links) and the notebook in a
+  sandboxed frame, loaded from ``/render``;
+- ``/render``: the notebook rendered by nbconvert (``view=report``: as the HTML report), the frame's document;
 - ``/download``: the output notebook's original bytes, to open in Jupyter;
 - ``/attempts``: the task instance's attempts as JSON;
 - ``/report`` (``format=html|markdown|pdf``) and ``/file`` (``path=out/a.csv``): what the attempt published beside its
@@ -12,24 +15,30 @@ Routes (under ``/notebook``), all identified by a task instance and a try, never
 - ``/compare``: this attempt against the previous one, the task's last successful run, or any try picked from a list
   (``engine.compare``, the comparison ``airflow-notebook diff`` prints).
 
+The query-string form of earlier releases, ``/notebook/<route>?dag_id=…``, answers with a 307 redirect to the new
+one, so links kept in old XComs still work. ``/notebook/static/viewer.css`` is the pages' one stylesheet.
+
 An attempt whose notebook ``airflow-notebook clean`` removed shows "removed by retention on <date>" (its record file
 is kept as a tombstone, see ``retention``), not an error.
 
-Airflow does not authenticate plugin apps: every route depends on ``requires_access_dag`` (Airflow's auth manager,
-the same token the UI uses, from the ``Authorization`` header or the UI's cookie), so a request without a user gets
-401 and a user who may not read the DAG's task instances gets 403.
+Airflow does not authenticate plugin apps: every route depends on ``may_read_notebooks``, which takes the user as
+Airflow's own routes do (the UI's token, from the ``Authorization`` header or the UI's cookie) and asks the auth
+manager about the DAG named in the path: reading its task instances and its task logs (what Airflow's log route
+requires; the notebook is the task's output). No user: 401; not allowed: 403. The check does not rely on
+``requires_access_dag``, which reads a ``dag_id`` from the query string only in releases with apache/airflow#60935.
 
-The notebook's HTML and JavaScript come from users' code. The page is served with
-``Content-Security-Policy: sandbox ...; script-src 'none'``: the browser gives it an opaque origin (no access to
-Airflow's cookies, storage or API responses) and runs no script, so nothing in a notebook can act with the
-viewer's Airflow session. Forms, external images and connections are refused as well. ``view=report`` renders the page as the HTML
-report does (code inputs and the injected-parameters cell left out), under the same policy. Reports and files are
-downloads served with ``Content-Security-Policy: sandbox; default-src 'none'``.
+The notebook's HTML and JavaScript come from users' code, so it is never part of the header page. ``/render`` is
+served with ``Content-Security-Policy: sandbox ...; script-src 'none'`` (``NOTEBOOK_CSP``) and framed with a
+``sandbox`` attribute: the browser gives it an opaque origin (no access to Airflow's cookies, storage or API
+responses) and runs no script, so nothing in a notebook can act with the viewer's Airflow session, and, drawn inside
+its frame, it cannot cover or restyle the header above it. The header, compare and error pages (``PAGE_CSP``) run no
+script and allow no inline style: their only stylesheet is the viewer's. Reports and files are downloads served
+with ``Content-Security-Policy: sandbox; default-src 'none'``.
 """
 
 from __future__ import annotations
 
-import json
+import inspect
 import mimetypes
 import re
 import time
@@ -37,19 +46,20 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, Query
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from airflow_notebook_provider import outputs
+from airflow_notebook_provider import outputs, safe_read
 from airflow_notebook_provider.engine.compare import compare
-from airflow_notebook_provider.engine.errors import NotebookInputError
 from airflow_notebook_provider.engine.publish import REPORT_FORMATS, beside
 from airflow_notebook_provider.engine.record import read_run
-from airflow_notebook_provider.hooks.notebook import NotebookHook
-from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_base_url
+from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_base_url, viewer_path
 from airflow_notebook_provider.outputs import Loaded, OutputNotFound, TaskInstanceId
 from airflow_notebook_provider.plugins import compare_page, page
 from airflow_notebook_provider.plugins.attempts import (
@@ -73,6 +83,12 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "private, no-cache",
 }
+# The header, compare and error pages: our own escaped HTML, no script, no inline style, the notebook only framed.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'none'; style-src 'self'; frame-src 'self'; "
+    "form-action 'none'; base-uri 'none'; frame-ancestors 'self'"
+)
+PAGE_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": PAGE_CSP}
 DOWNLOAD_CSP = "sandbox; default-src 'none'"
 DOWNLOAD_HEADERS = {
     "Content-Security-Policy": DOWNLOAD_CSP,
@@ -86,12 +102,39 @@ REPORT_TYPES = {"html": "text/html; charset=utf-8", "markdown": "text/markdown; 
 _MAP_INDEX = re.compile(r"-?\d{1,9}")
 
 app = FastAPI(title="Notebook viewer", docs_url=None, redoc_url=None, openapi_url=None)
-_can_read = Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE))
+# What Airflow requires to read a task instance and its log (the log route): both, as the notebook is its output.
+NEEDED = (DagAccessEntity.TASK_INSTANCE, DagAccessEntity.TASK_LOGS)
+
+
+def _dag_details(dag_id: str) -> DagDetails:
+    """The DAG as the auth manager wants it: with its team on releases that have teams (3.1+), as
+    ``requires_access_dag`` builds it; only the id on 3.0."""
+    if "team_name" in inspect.signature(DagDetails).parameters:
+        from airflow.models.dag import DagModel
+
+        team_of = getattr(DagModel, "get_team_name", None)
+        return DagDetails(id=dag_id, team_name=team_of(dag_id) if team_of else None)
+    return DagDetails(id=dag_id)
+
+
+def may_read_notebooks(dag_id: Annotated[str, PathParam()], user: Annotated[BaseUser, Depends(get_user)]) -> None:
+    """Every route's access check: the user (``get_user``: 401 without one) may read the task instances and the task
+    logs of the DAG in the path; else 403. The path's DAG is the one served: the query string names none."""
+    manager = get_auth_manager()
+    details = _dag_details(dag_id)
+    for entity in NEEDED:
+        if not manager.is_authorized_dag(method="GET", access_entity=entity, details=details, user=user):
+            raise HTTPException(403, f"Forbidden: reading the notebooks of DAG {dag_id!r} needs read access to its "
+                                     "task instances and task logs; ask an admin for them.")
+
+
+_can_read = Depends(may_read_notebooks)
+DAG_ROUTE = "/dags/{dag_id}"
 
 
 def _error(exc: ViewerError, links: list[tuple[str, str]] | None = None) -> HTMLResponse:
     return HTMLResponse(page.error_page(exc.status, exc.title, exc.detail, links), status_code=exc.status,
-                        headers=SECURITY_HEADERS)
+                        headers=PAGE_HEADERS)
 
 
 def _identity(dag_id: str, run_id: str, task_id: str, map_index: str) -> TaskInstanceId:
@@ -109,9 +152,10 @@ def _identity(dag_id: str, run_id: str, task_id: str, map_index: str) -> TaskIns
 
 @dataclass
 class _Query:
-    """What every route takes: a task-instance identity (never a path or URL); read from the query string."""
+    """What every route takes: a task-instance identity (never a path or URL): the DAG from the path (the one
+    ``may_read_notebooks`` checked), the rest from the query string."""
 
-    dag_id: str = Query("")
+    dag_id: str = PathParam()
     run_id: str = Query("")
     task_id: str = Query("")
     map_index: str = Query("-1")
@@ -149,23 +193,37 @@ class Removed(ViewerError):
 
 
 def removed_by_retention(ti: TaskInstanceId, try_number: int) -> dict[str, Any] | None:
-    """The tombstone ``retention.clean`` left in the attempt's record file, or None."""
+    """The tombstone ``retention.clean`` left in the attempt's record file, or None: read as any recorded location
+    (an allowed, regular, small file), with the connection of the task's operator."""
     try:
-        latest = outputs.xcom_record(ti)
-        hook = NotebookHook(conn_id=latest.conn_id if latest else None, retry_seconds=outputs.READ_RETRY_SECONDS)
-        return removal_note(json.loads(hook.read(outputs.record_location(ti, try_number))))
+        return removal_note(outputs.read_record_file(ti, try_number, outputs.task_facts(ti).conn_id))
     except Exception:  # noqa: BLE001 - no record, unreadable store: no tombstone, the original error stands
         return None
 
 
+class TooLarge(ViewerError):
+    """The notebook is larger than ``[notebook] viewer_max_bytes``: a fact with a way out (the download)."""
+
+    def __init__(self, exc: outputs.TooLarge) -> None:
+        super().__init__(200, exc.title, exc.detail)
+        self.size, self.limit, self.try_number = exc.size, exc.limit, exc.try_number
+
+
+def _viewer_error(ti: TaskInstanceId, try_number: int, exc: OutputNotFound) -> ViewerError:
+    if isinstance(exc, outputs.TooLarge):
+        return TooLarge(exc)
+    if exc.reason == "missing" and (note := removed_by_retention(ti, try_number)) is not None:
+        return Removed(ti, try_number, note)
+    return ViewerError(502 if exc.reason == "unreachable" else 404, exc.title, exc.detail)
+
+
 def load(ti: TaskInstanceId, try_number: int) -> Loaded:
-    """The attempt's notebook, checked to be that attempt's own (``outputs.load``); else an error page's reason."""
+    """The attempt's notebook, checked to be that attempt's own (``outputs.load``), if it is at most
+    ``[notebook] viewer_max_bytes`` (checked before reading it); else an error page's reason."""
     try:
-        return outputs.load(ti, try_number)[1]
+        return outputs.load(ti, try_number, max_bytes=safe_read.max_bytes())[1]
     except OutputNotFound as exc:
-        if exc.reason == "missing" and (note := removed_by_retention(ti, try_number)) is not None:
-            raise Removed(ti, try_number, note) from None
-        raise ViewerError(502 if exc.reason == "unreachable" else 404, exc.title, exc.detail) from None
+        raise _viewer_error(ti, try_number, exc) from None
 
 
 def published_reports(loaded: Loaded) -> dict[str, str]:
@@ -207,12 +265,15 @@ def _airflow_meta(loaded: Loaded) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def read_published(loaded: Loaded, location: str) -> bytes:
-    """Bytes the attempt published, read with the connection its notebook was read with (the record's)."""
-    hook = NotebookHook(conn_id=loaded.record.conn_id, retry_seconds=outputs.READ_RETRY_SECONDS)
+def open_published(loaded: Loaded, location: str) -> safe_read.Opened:
+    """A file the attempt published, opened to be streamed: at an allowed location, a regular file, read with the
+    connection its notebook was read with (the task operator's)."""
     try:
-        return hook.read(location)
-    except NotebookInputError:
+        return safe_read.open_checked(safe_read.resolve(location, loaded.record.conn_id), outputs.READ_RETRY_SECONDS)
+    except (safe_read.NotAllowed, safe_read.NotRegular):
+        raise ViewerError(404, "Not served", f"{location} is listed in the notebook, but it is not a regular file "
+                          "under [notebook] output_base or viewer_allowed_locations, so it is not read.") from None
+    except safe_read.Missing:
         raise ViewerError(404, "Not found", f"{location} is listed in the notebook, but nothing is there any more "
                           "(deleted or moved?).") from None
     except Exception as exc:  # noqa: BLE001 - an unreachable store is an answer, never a stack trace
@@ -220,10 +281,12 @@ def read_published(loaded: Loaded, location: str) -> bytes:
                           f"{exc}. Check that the store is reachable from here.") from None
 
 
-def _attachment(data: bytes, media_type: str, name: str) -> Response:
+def _attachment(opened: safe_read.Opened, media_type: str, name: str) -> Response:
+    """The file streamed in chunks (never whole in memory), as a download."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    return Response(data, media_type=media_type,
-                    headers={**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{safe}"'})
+    return StreamingResponse(opened.chunks(), media_type=media_type,
+                             headers={**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{safe}"',
+                                      "Content-Length": str(opened.size)})
 
 
 def _file_stem(ti: TaskInstanceId, try_number: int) -> str:
@@ -232,13 +295,12 @@ def _file_stem(ti: TaskInstanceId, try_number: int) -> str:
 
 
 def _url(route: str, ti: TaskInstanceId, try_number: int | None, **extra: Any) -> str:
-    query: dict[str, Any] = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
-                             "map_index": ti.map_index}
+    query: dict[str, Any] = {"run_id": ti.run_id, "task_id": ti.task_id, "map_index": ti.map_index}
     if try_number is not None:
         query["try_number"] = try_number
     query.update(extra)
     # Root-relative: the page works whichever host name the browser used, in the UI's iframe too.
-    return f"{_base_path()}{VIEWER_PREFIX}/{route}?{urlencode(query)}"
+    return f"{_base_path()}{viewer_path(ti.dag_id, route)}?{urlencode(query)}"
 
 
 def _base_path() -> str:
@@ -246,41 +308,46 @@ def _base_path() -> str:
     return urlsplit(viewer_base_url()).path.rstrip("/")
 
 
-@app.get("/view", dependencies=[_can_read], response_class=HTMLResponse)
+def _notebook_of(ti: TaskInstanceId, attempt: Attempt) -> Loaded:
+    """The attempt's notebook (``load``); a running attempt without one yet is said so."""
+    try:
+        return load(ti, attempt.try_number)
+    except ViewerError as exc:
+        if attempt.in_progress and exc.status == 404:
+            raise ViewerError(404, "Notebook not written yet",
+                              f"Attempt {attempt.try_number} of {ti.describe()} is {attempt.state}; its notebook "
+                              "appears when the kernel starts. Reload in a few seconds.") from None
+        raise
+
+
+@app.get(DAG_ROUTE + "/view", dependencies=[_can_read], response_class=HTMLResponse)
 def view(named: _Named, try_number: int | None = Query(None, ge=1), view: str = Query("")) -> Response:
-    """The attempt's page; without ``try_number``, the latest attempt; ``view=report``: as the HTML report."""
+    """The attempt's page; without ``try_number``, the latest attempt; ``view=report``: as the HTML report.
+
+    The header is built here; the notebook is the frame's document, from ``/render`` (never inlined)."""
     report = view == "report"
     attempts: list[Attempt] = []
     try:
         ti = named.identity()
         attempt, attempts = _choose(ti, try_number)
-        try:
-            loaded = load(ti, attempt.try_number)
-        except ViewerError as exc:
-            if attempt.in_progress and exc.status == 404:
-                raise ViewerError(404, "Notebook not written yet",
-                                  f"Attempt {attempt.try_number} of {ti.describe()} is {attempt.state}; its notebook "
-                                  "appears when the kernel starts. Reload in a few seconds.") from None
-            raise
+        loaded = _notebook_of(ti, attempt)
         run = read_run(loaded.notebook)
-        started = time.perf_counter()
-        try:
-            rendered = page.render_notebook(loaded.notebook, run.failed_cell, loaded.data, report=report)
-        except Exception as exc:  # noqa: BLE001 - a notebook nbconvert cannot render is a page, not a trace
-            raise ViewerError(502, "Output notebook unreadable",
-                              f"{loaded.record.location} could not be rendered: {exc}") from None
-        render_seconds = time.perf_counter() - started
     except ViewerError as exc:
         shown = try_number if try_number is not None else (attempts[-1].try_number if attempts else None)
         others = [(f"Attempt {a.try_number} ({a.state or 'no state'})", _url("view", ti, a.try_number))
                   for a in attempts if a.try_number != shown]
         if isinstance(exc, Removed):  # what happened to it, on a normal page: not an error
             return HTMLResponse(page.error_page(200, exc.title, exc.detail, others, show_status=False),
-                                headers=SECURITY_HEADERS)
+                                headers=PAGE_HEADERS)
+        if isinstance(exc, TooLarge):  # said, with the way to open it: the download streams it
+            return HTMLResponse(page.error_page(200, exc.title, exc.detail, others, show_status=False,
+                                                download=_url("download", ti, exc.try_number)),
+                                headers=PAGE_HEADERS)
         return _error(exc, others)
     mode = {"view": "report"} if report else {}
     urls = {
         "self": _url("view", ti, attempt.try_number, **mode),
+        "notebook": _url("render", ti, attempt.try_number, **mode),
         "download": _url("download", ti, attempt.try_number),
         "airflow": _root_relative(task_instance_url(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
                                                     map_index=ti.map_index, try_number=attempt.try_number)),
@@ -297,7 +364,29 @@ def view(named: _Named, try_number: int | None = Query(None, ge=1), view: str = 
     head = page.header(ti=ti, attempt=attempt, attempts=attempts, loaded=loaded, run=run, urls=urls,
                        attempt_url=lambda n: _url("view", ti, n, **mode), compare_links=compare_links,
                        reports=reports, files=files, toggle=toggle)
-    body = page.page(rendered, head, f"{ti.task_id} attempt {attempt.try_number} — {ti.dag_id}")
+    body = page.page(head, urls["notebook"], f"{ti.task_id} attempt {attempt.try_number} — {ti.dag_id}")
+    return HTMLResponse(body, headers=PAGE_HEADERS)
+
+
+@app.get(DAG_ROUTE + "/render", dependencies=[_can_read], response_class=HTMLResponse)
+def render(named: _Named, try_number: int | None = Query(None, ge=1), view: str = Query("")) -> Response:
+    """The notebook alone, rendered by nbconvert with the failing cell framed: the document of ``/view``'s
+    sandboxed frame, served with ``NOTEBOOK_CSP`` (opaque origin, no script). ``view=report``: as the report."""
+    try:
+        ti = named.identity()
+        attempt, _ = _choose(ti, try_number)
+        loaded = _notebook_of(ti, attempt)
+        run = read_run(loaded.notebook)
+        started = time.perf_counter()
+        try:
+            rendered = page.render_notebook(loaded.notebook, run.failed_cell, loaded.data, report=view == "report")
+        except Exception as exc:  # noqa: BLE001 - a notebook nbconvert cannot render is a page, not a trace
+            raise ViewerError(502, "Output notebook unreadable",
+                              f"{loaded.record.location} could not be rendered: {exc}") from None
+        render_seconds = time.perf_counter() - started
+    except ViewerError as exc:
+        return _error(exc)
+    body = page.notebook_document(rendered, f"{ti.task_id} attempt {attempt.try_number} — {ti.dag_id}")
     headers = {**SECURITY_HEADERS, "Server-Timing": f"render;dur={render_seconds * 1000:.0f}"}
     return HTMLResponse(body, headers=headers)
 
@@ -327,7 +416,7 @@ def _other_side(ti: TaskInstanceId, attempt: Attempt, attempts: list[Attempt], a
     raise ViewerError(404, "Pick an attempt to compare with", "Choose one of the attempts listed below.")
 
 
-@app.get("/compare", dependencies=[_can_read], response_class=HTMLResponse)
+@app.get(DAG_ROUTE + "/compare", dependencies=[_can_read], response_class=HTMLResponse)
 def compare_view(
     named: _Named,
     try_number: int | None = Query(None, ge=1),
@@ -362,7 +451,7 @@ def compare_view(
         other_state = next((t.state for t in tries if (t.run_id, t.try_number) == (other_ti.run_id, other_try)), None)
     except ViewerError as exc:
         return HTMLResponse(page.error_page(exc.status, exc.title, exc.detail, [(c[0], c[1]) for c in choices]),
-                            status_code=exc.status, headers=SECURITY_HEADERS)
+                            status_code=exc.status, headers=PAGE_HEADERS)
     result = compare(loaded_a.notebook, loaded_b.notebook, label_a=loaded_a.record.location,
                      label_b=loaded_b.record.location)
     body = compare_page.render(
@@ -373,28 +462,51 @@ def compare_view(
         choices=choices,
         back_url=_url("view", ti, this),
     )
-    return HTMLResponse(body, headers=SECURITY_HEADERS)
+    return HTMLResponse(body, headers=PAGE_HEADERS)
 
 
-@app.get("/download", dependencies=[_can_read])
+@app.get(DAG_ROUTE + "/download", dependencies=[_can_read])
 def download(named: _Named, try_number: int | None = Query(None, ge=1)) -> Response:
-    """The output notebook exactly as stored (the bytes the task wrote), as an .ipynb attachment."""
+    """The output notebook exactly as stored (the bytes the task wrote), as an .ipynb attachment.
+
+    Up to ``viewer_max_bytes`` it is read and parsed as the page does; a larger one is streamed in chunks after a
+    bounded-memory scan of its ``metadata.airflow`` (``outputs.open_download``): never whole in memory."""
     try:
         ti = named.identity()
         attempt, _ = _choose(ti, try_number)
-        loaded = load(ti, attempt.try_number)
+        try:
+            loaded: Loaded | None = load(ti, attempt.try_number)
+        except TooLarge:
+            loaded = None
+        if loaded is None:
+            try:
+                _, _, opened = outputs.open_download(ti, attempt.try_number)
+            except OutputNotFound as exc:
+                raise _viewer_error(ti, attempt.try_number, exc) from None
     except ViewerError as exc:
         return _error(exc)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{ti.dag_id}.{ti.task_id}"
                   f"{f'.map-{ti.map_index}' if ti.map_index >= 0 else ''}.attempt-{attempt.try_number}.ipynb")
-    return Response(
-        loaded.data,
-        media_type="application/x-ipynb+json",
-        headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    headers = {**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+    if loaded is not None:
+        return Response(loaded.data, media_type="application/x-ipynb+json", headers=headers)
+    return StreamingResponse(opened.chunks(), media_type="application/x-ipynb+json",
+                             headers={**headers, "Content-Length": str(opened.size)})
 
 
-@app.get("/report", dependencies=[_can_read])
+def _published_by(ti: TaskInstanceId, try_number: int) -> Loaded:
+    """The attempt's notebook for its lists of reports and files: parsed whole up to ``viewer_max_bytes``, else
+    only its ``metadata.airflow`` (scanned in bounded memory)."""
+    try:
+        return load(ti, try_number)
+    except TooLarge:
+        try:
+            return outputs.load_airflow_metadata(ti, try_number)
+        except OutputNotFound as exc:
+            raise _viewer_error(ti, try_number, exc) from None
+
+
+@app.get(DAG_ROUTE + "/report", dependencies=[_can_read])
 def report_download(named: _Named, try_number: int | None = Query(None, ge=1),
                     fmt: str = Query("html", alias="format")) -> Response:
     """A report the attempt rendered (``report_formats``), as an attachment; 404 unless its notebook lists it at
@@ -402,37 +514,37 @@ def report_download(named: _Named, try_number: int | None = Query(None, ge=1),
     try:
         ti = named.identity()
         attempt, _ = _choose(ti, try_number)
-        loaded = load(ti, attempt.try_number)
+        loaded = _published_by(ti, attempt.try_number)
         location = published_reports(loaded).get(fmt)
         if location is None:
             raise ViewerError(404, "No such report", f"Attempt {attempt.try_number} of {ti.describe()} published no "
                               f"{fmt!r} report (see the task's report_formats).")
-        data = read_published(loaded, location)
+        opened = open_published(loaded, location)
     except ViewerError as exc:
         return _error(exc)
-    return _attachment(data, REPORT_TYPES[fmt], _file_stem(ti, attempt.try_number) + REPORT_FORMATS[fmt])
+    return _attachment(opened, REPORT_TYPES[fmt], _file_stem(ti, attempt.try_number) + REPORT_FORMATS[fmt])
 
 
-@app.get("/file", dependencies=[_can_read])
+@app.get(DAG_ROUTE + "/file", dependencies=[_can_read])
 def file_download(named: _Named, try_number: int | None = Query(None, ge=1), path: str = Query("")) -> Response:
     """A file the attempt collected (``collect_files``), as an attachment; 404 unless its notebook lists ``path``
     under the attempt's own ``.files/`` folder."""
     try:
         ti = named.identity()
         attempt, _ = _choose(ti, try_number)
-        loaded = load(ti, attempt.try_number)
+        loaded = _published_by(ti, attempt.try_number)
         location = next((loc for p, loc, _ in published_files(loaded) if p == path), None)
         if location is None:
             raise ViewerError(404, "No such file", f"Attempt {attempt.try_number} of {ti.describe()} collected no "
                               f"file {path!r} (see the task's collect_files).")
-        data = read_published(loaded, location)
+        opened = open_published(loaded, location)
     except ViewerError as exc:
         return _error(exc)
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return _attachment(data, media_type, path.rsplit("/", 1)[-1])
+    return _attachment(opened, media_type, path.rsplit("/", 1)[-1])
 
 
-@app.get("/attempts", dependencies=[_can_read])
+@app.get(DAG_ROUTE + "/attempts", dependencies=[_can_read])
 def attempts(named: _Named) -> Response:
     """Every attempt of the task instance with its state, times and viewer links (JSON)."""
     try:
@@ -460,6 +572,35 @@ def attempts(named: _Named) -> Response:
     )
 
 
+@app.get("/" + page.STYLESHEET_ROUTE, include_in_schema=False)
+def stylesheet() -> Response:
+    """The header, compare and error pages' one stylesheet (no data in it: served without a user)."""
+    return Response(page.stylesheet(), media_type="text/css; charset=utf-8",
+                    headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=86400"})
+
+
+def _moved(route: str) -> Any:
+    def moved(request: Request) -> Response:
+        """``/notebook/<route>?dag_id=…`` (links of earlier releases, kept in XComs): a 307 redirect to
+        ``/notebook/dags/<dag_id>/<route>?…``, whose access check decides; the query string stays as it was."""
+        dag_ids = request.query_params.getlist("dag_id")
+        if len(dag_ids) != 1 or not dag_ids[0]:
+            return _error(ViewerError(404, "No such task instance",
+                                      "This viewer link names no DAG (or more than one): follow the task's "
+                                      "\"Output notebook\" link, or open /notebook/dags/<dag_id>/view?run_id=…"
+                                      "&task_id=…"))
+        rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "dag_id"])
+        # Relative to /…/notebook/<route>: the same prefix, whatever [api] base_url or a proxy put before it.
+        return RedirectResponse(f"{viewer_path(dag_ids[0], route)[len(VIEWER_PREFIX) + 1:]}"
+                                f"{'?' + rest if rest else ''}", status_code=307)
+
+    return moved
+
+
+for _route in ("view", "download", "attempts", "report", "file", "compare"):
+    app.add_api_route(f"/{_route}", _moved(_route), methods=["GET"], include_in_schema=False)
+
+
 def _root_relative(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}" if parts.query else parts.path
@@ -481,7 +622,8 @@ class NotebookViewerPlugin(AirflowPlugin):
     external_views = [
         {
             "name": "Notebook",
-            "href": f"{_BASE_PATH}{VIEWER_PREFIX}/view?dag_id={{DAG_ID}}&run_id={{RUN_ID}}&task_id={{TASK_ID}}"
+            # The UI replaces {DAG_ID}, {RUN_ID}, {TASK_ID} (URI-encoded) and {MAP_INDEX} (on mapped instances).
+            "href": f"{_BASE_PATH}{VIEWER_PREFIX}/dags/{{DAG_ID}}/view?run_id={{RUN_ID}}&task_id={{TASK_ID}}"
             "&map_index={MAP_INDEX}",
             "destination": "task_instance",
             "url_route": "notebook",

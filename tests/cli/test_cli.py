@@ -170,7 +170,7 @@ def test_debug_loop_fail_in_airflow_pull_the_link_fix_rerun(airflow_db, make_not
     task = run_dag(dag)["report"]
     assert task.state == "failed"
     link = task.xcom[LINK_KEY]
-    assert "/notebook/view?" in link
+    assert "/notebook/dags/t_cli_debug_loop/view?" in link or "/notebook/view?dag_id=t_cli_debug_loop" in link
 
     # 2. Pull the link copied from the UI: the location is resolved from Airflow's metadata DB.
     work = tmp_path / "debug"
@@ -196,7 +196,7 @@ def test_debug_loop_fail_in_airflow_pull_the_link_fix_rerun(airflow_db, make_not
     fixed = nbformat.read(str(notebook), as_version=4)
     fixed.cells[2].source = "total = sum(int(r['amount']) for r in rows if r['amount'].isdigit())\nprint(total)"
     nbformat.write(fixed, str(notebook))
-    proc = cli("rerun", str(fetched), "-o", str(work / "rerun.ipynb"))
+    proc = cli("rerun", str(fetched), "-o", str(work / "rerun.ipynb"), "--yes")
     assert proc.returncode == 0, proc.stderr
     rerun = read_nb(work / "rerun.ipynb")
     assert rerun["metadata"]["papermill"]["parameters"] == {"region": "us"}

@@ -74,7 +74,7 @@ def test_papermill_dag_runs_unchanged_but_for_its_import(airflow_db, make_notebo
             from airflow.sdk.serde import deserialize
 
             assert deserialize(res["run_example_notebook"].xcom["return_value"]).url == str(out)  # a NoteBook
-            assert "/notebook/view?" in res["run_example_notebook"].xcom["_link_NotebookOutputLink"]
+            assert "/notebook/dags/t_pm_shim/view?" in res["run_example_notebook"].xcom["_link_NotebookOutputLink"]
 
     pm, shim = outputs["papermill"], outputs["shim"]
     assert shim["metadata"]["papermill"]["parameters"] == pm["metadata"]["papermill"]["parameters"]

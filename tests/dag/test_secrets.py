@@ -84,7 +84,7 @@ def test_secret_parameter_reaches_the_kernel_and_is_written_nowhere(airflow_db, 
     proc = subprocess.run([exe, "rerun", str(output), "-o", str(tmp_path / "rerun.ipynb")], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "set NOTEBOOK_SECRET_signature" in proc.stderr
-    proc = subprocess.run([exe, "rerun", str(output), "-o", str(tmp_path / "rerun.ipynb")],
+    proc = subprocess.run([exe, "rerun", str(output), "-o", str(tmp_path / "rerun.ipynb"), "--yes"],
                           env={**env, "NOTEBOOK_SECRET_signature": SECRET}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rerun = (tmp_path / "rerun.ipynb").read_text()

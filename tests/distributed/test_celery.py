@@ -54,8 +54,8 @@ def _no_kernels(cluster: Cluster, timeout: float = 20) -> None:
 
 
 def _view(cluster: Cluster, route: str, dag_id: str, run_id: str, task_id: str, **more: Any) -> tuple[int, str]:
-    query = urlencode({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, **more})
-    status, body = cluster.request("GET", f"/notebook/{route}?{query}")
+    query = urlencode({"run_id": run_id, "task_id": task_id, **more})
+    status, body = cluster.request("GET", f"/notebook/dags/{dag_id}/{route}?{query}")
     return status, body.decode(errors="replace")
 
 
@@ -115,8 +115,8 @@ def test_viewer_renders_attempts_a_worker_wrote(cluster: Cluster, examples: dict
     status, page = _view(cluster, "view", "example_notebook_retry", RUN, "flaky", try_number=2)
     assert status == 200 and "Failed at cell" not in page and "attempt 2" in page
 
-    status, body = cluster.request("GET", "/notebook/view?" + urlencode(
-        {"dag_id": "example_notebook_daily_report", "run_id": RUN, "task_id": "daily_report"}), token="not-a-token")
+    status, body = cluster.request("GET", "/notebook/dags/example_notebook_daily_report/view?" + urlencode(
+        {"run_id": RUN, "task_id": "daily_report"}), token="not-a-token")
     assert status in (401, 403), "the viewer must not answer without a valid login"
 
 

@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pendulum
 import pytest
@@ -25,7 +26,7 @@ from tests.test_s3 import upload_notebook
 from tests.viewer.conftest import Api
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
-ROUTES = ("view", "download", "attempts")
+ROUTES = ("view", "render", "download", "attempts")
 
 
 def one_task(dag_id: str, **kwargs: Any) -> DAG:
@@ -35,8 +36,13 @@ def one_task(dag_id: str, **kwargs: Any) -> DAG:
 
 
 def route(name: str, dag_id: str, run_id: str, task_id: str = "nb", **extra: Any) -> str:
-    from urllib.parse import urlencode
+    """A viewer URL as the viewer builds them: ``/notebook/dags/<dag_id>/<name>?run_id=…&task_id=…``."""
+    return f"/notebook/dags/{quote(dag_id, safe='')}/{name}?" + urlencode({"run_id": run_id, "task_id": task_id,
+                                                                           **extra})
 
+
+def old_route(name: str, dag_id: str, run_id: str, task_id: str = "nb", **extra: Any) -> str:
+    """The query-string form of earlier releases (``/notebook/<name>?dag_id=…``), kept in old XComs."""
     return f"/notebook/{name}?" + urlencode({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, **extra})
 
 
@@ -59,10 +65,13 @@ def succeeded(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def test_success_page_shows_header_parameters_and_output(api: Api, succeeded: dict[str, Any]) -> None:
+    assert "/notebook/dags/t_viewer_ok/view?" in succeeded["link"] and "dag_id=" not in succeeded["link"]
     page = api.get(succeeded["link"])
     assert page.status_code == 200, page.text
     text = page.text
-    assert "report for 2024-01-01 limit 42 rendered ok" in text
+    notebook = api.frame(page)
+    assert notebook.status_code == 200 and "report for 2024-01-01 limit 42 rendered ok" in notebook.text
+    assert "rendered ok" not in text  # the notebook is only in the frame's document
     header = text[text.index("id='anp-header'"):text.index("</div></div>", text.index("id='anp-attempts'"))]
     for expected in ("t_viewer_ok", succeeded["run_id"], "Attempt", "1 of 1", "anp-state-success", str(succeeded["input"]),
                      hashlib.sha256(succeeded["input"].read_bytes()).hexdigest(), "Download .ipynb"):
@@ -72,8 +81,34 @@ def test_success_page_shows_header_parameters_and_output(api: Api, succeeded: di
     back = re.search(r"href='([^']*)' id='anp-back'", header).group(1)
     assert back.endswith(f"/dags/t_viewer_ok/runs/{succeeded['run_id'].replace(':', '%3A').replace('+', '%2B')}/tasks/nb?try_number=1")
     assert "id='anp-failure'" not in header and "id='anp-in-progress'" not in header
-    csp = page.headers["content-security-policy"]
+    csp = notebook.headers["content-security-policy"]
     assert csp.startswith("sandbox ") and "script-src 'none'" in csp and "allow-same-origin" not in csp
+
+
+def test_the_header_page_allows_no_inline_style_and_frames_the_notebook(api: Api, succeeded: dict[str, Any]) -> None:
+    """The header page has no style attribute nor <style>, its policy no 'unsafe-inline'; its one stylesheet is
+    the viewer's; the notebook is in a sandboxed frame (no allow-scripts, no allow-same-origin)."""
+    page = api.get(succeeded["link"])
+    assert page.status_code == 200
+    csp = dict(d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";"))
+    assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+    assert (csp["script-src"], csp["style-src"], csp["frame-src"], csp["frame-ancestors"], csp["default-src"]) == (
+        "'none'", "'self'", "'self'", "'self'", "'none'")
+    assert not re.search(r"<style|\sstyle\s*=", page.text, re.IGNORECASE)
+    frame = re.search(r"<iframe [^>]*>", page.text).group(0)
+    sandbox = re.search(r"sandbox='([^']*)'", frame).group(1)
+    assert "allow-scripts" not in sandbox and "allow-same-origin" not in sandbox
+    sheet = re.search(r"<link rel='stylesheet' href='([^']*)'>", page.text).group(1)
+    assert sheet.startswith("/notebook/static/viewer.css?")
+    css = api.get(sheet, user=None)  # no data in it: no user needed
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css") and ".anp-header" in css.text
+    # Error and compare pages: the same policy, no inline style either.
+    for url in (route("view", "t_viewer_ok", succeeded["run_id"], try_number=9),
+                route("compare", "t_viewer_ok", succeeded["run_id"], against="last_success")):
+        other = api.get(url)
+        assert other.status_code == 404, url
+        assert other.headers["content-security-policy"] == page.headers["content-security-policy"]
+        assert not re.search(r"<style|\sstyle\s*=", other.text, re.IGNORECASE), url
 
 
 def test_every_route_requires_a_user_who_may_read_the_dag(api: Api, succeeded: dict[str, Any]) -> None:
@@ -88,8 +123,70 @@ def test_every_route_requires_a_user_who_may_read_the_dag(api: Api, succeeded: d
         allowed = api.get(url, user="only:t_viewer_ok")
         assert allowed.status_code == 200, (name, allowed.text[:300])
     # The UI's cookie is accepted like the header.
-    cookie = api.client.get(route("view", "t_viewer_ok", run_id), cookies={"_token": api.token("admin")})
+    cookie = api.client.get(route("render", "t_viewer_ok", run_id), cookies={"_token": api.token("admin")})
     assert cookie.status_code == 200 and "rendered ok" in cookie.text
+
+
+def test_reading_notebooks_needs_the_task_logs_permission(api: Api, succeeded: dict[str, Any]) -> None:
+    """A role that may read the DAG's task instances but not its task logs (what Airflow's log route requires)
+    reads no notebook: 403 on every route; the same user with log access gets 200."""
+    run_id = succeeded["run_id"]
+    for name, extra in [(n, {}) for n in ROUTES] + [("report", {"format": "html"}), ("file", {"path": "x.csv"}),
+                                                    ("compare", {"against": "last_success"})]:
+        url = route(name, "t_viewer_ok", run_id, **extra)
+        refused = api.get(url, user="nologs:ada")
+        assert refused.status_code == 403 and "rendered ok" not in refused.text, (name, refused.status_code)
+        assert "task logs" in refused.json()["detail"], name
+        if name in ROUTES:
+            assert api.get(url, user="ada").status_code == 200, name
+    # The user may still read the task instance through Airflow's own API: only the logs are withheld.
+    ti = api.get(f"/api/v2/dags/t_viewer_ok/dagRuns/{quote(run_id, safe='')}/taskInstances/nb", user="nologs:ada")
+    assert ti.status_code == 200, ti.text[:300]
+
+
+def test_a_user_of_one_dag_cannot_read_another_dags_notebook(api: Api, succeeded: dict[str, Any],
+                                                             make_notebook: Any) -> None:
+    """``only:t_viewer_other`` may read t_viewer_other alone: t_viewer_ok's notebook stays closed to them through
+    the path, and through every query-string trick (a dag_id of their DAG beside the path, the old form with two
+    dag_ids, an encoded path)."""
+    res = run_dag(one_task("t_viewer_other", notebook=str(make_notebook("print('other ' + 'dag output')"))))
+    own_run = res["__run__"].xcom["run_id"]
+    ok_run = succeeded["run_id"]
+    user = "only:t_viewer_other"
+    assert api.get(route("render", "t_viewer_other", own_run), user=user).status_code == 200
+    for name in ROUTES:
+        for url in (route(name, "t_viewer_ok", ok_run),
+                    route(name, "t_viewer_ok", ok_run) + "&dag_id=t_viewer_other",
+                    route(name, "t_viewer_ok", ok_run) + "&dag_id=t_viewer_other&dag_id=t_viewer_other",
+                    old_route(name, "t_viewer_ok", ok_run),
+                    old_route(name, "t_viewer_ok", ok_run) + "&dag_id=t_viewer_other",
+                    old_route(name, "t_viewer_other", ok_run) + "&dag_id=t_viewer_ok",
+                    f"/notebook/dags/t_viewer_other/..%2Ft_viewer_ok/{name}?run_id={quote(ok_run)}&task_id=nb",
+                    f"/notebook/dags/t_viewer_other%2F..%2Ft_viewer_ok/{name}?run_id={quote(ok_run)}&task_id=nb"):
+            got = api.get(url, user=user)
+            assert got.status_code in (403, 404), (url, got.status_code)
+            assert "rendered ok" not in got.text and "t_viewer_ok.nb" not in got.headers.get("content-disposition", "")
+    # Their own DAG with the other's dag_id in the query: their own notebook, never the other's.
+    mixed = api.get(route("render", "t_viewer_other", own_run) + "&dag_id=t_viewer_ok", user=user)
+    assert mixed.status_code == 200 and "other dag output" in mixed.text and "rendered ok" not in mixed.text
+
+
+def test_an_old_query_string_link_redirects_to_the_new_form(api: Api, succeeded: dict[str, Any]) -> None:
+    """Links of earlier releases (kept in XComs) answer 307 with the new form; following it serves the page."""
+    old = old_route("view", "t_viewer_ok", succeeded["run_id"], map_index=-1, try_number=1)
+    moved = api.get(old, follow_redirects=False)
+    assert moved.status_code == 307
+    assert moved.headers["location"] == "dags/t_viewer_ok/view?" + urlencode(
+        {"run_id": succeeded["run_id"], "task_id": "nb", "map_index": -1, "try_number": 1})
+    followed = api.get(old)
+    assert followed.status_code == 200 and str(followed.url).endswith(
+        route("view", "t_viewer_ok", succeeded["run_id"], map_index=-1, try_number=1))
+    assert "rendered ok" in api.frame(followed).text
+    download = api.get(old_route("download", "t_viewer_ok", succeeded["run_id"]))
+    assert download.content == succeeded["output"].read_bytes()
+    # The redirect decides nothing: without a user the new form answers 401.
+    assert api.get(old, user=None).status_code == 401
+    assert api.get("/notebook/view?run_id=r&task_id=nb").status_code == 404  # no DAG named: nothing to redirect to
 
 
 def test_download_returns_the_stored_bytes(api: Api, succeeded: dict[str, Any]) -> None:
@@ -127,12 +224,15 @@ def test_failed_attempt_names_and_highlights_the_failing_cell(api: Api, make_not
     text = page.text
     failure = re.search(r"<div class='anp-failure' id='anp-failure'>(.*?)</div>", text).group(1)
     assert "Failed at cell 2 (In [2])" in failure and "RuntimeError: shown in viewer" in failure
-    assert "href='#cell-id=failing-cell'" in failure and "Jump to the failing cell" in failure
+    frame_src = re.search(r"<iframe id='anp-notebook' [^>]*src='([^']*)'", text).group(1)
+    assert f"href='{frame_src}#cell-id=failing-cell' target='anp-notebook'" in failure  # scrolls the frame
+    assert "Jump to the failing cell" in failure
+    text = api.frame(page).text
     cell = re.search(r'<div class="([^"]*)" id="cell-id=failing-cell"', text)
     assert cell and "celltag_airflow-failing-cell" in cell.group(1)
     failing_html = text[cell.start():text.index('id="cell-id=', cell.end())]
     assert "shown in viewer" in failing_html and "raise" in failing_html
-    assert "before the failure" in text and "anp-state-failed" in text
+    assert "before the failure" in text and "anp-state-failed" in page.text
 
 
 def test_a_retried_task_keeps_every_attempts_notebook(api: Api, make_notebook: Any, tmp_path: Path) -> None:
@@ -154,7 +254,8 @@ def test_a_retried_task_keeps_every_attempts_notebook(api: Api, make_notebook: A
     assert "ValueError: first attempt fails" in first.text and "1 of 2" in first.text
     assert re.search(r"<li><a class='anp-current' href='[^']*try_number=1'>Attempt 1</a>", first.text)
     second = api.get(route("view", "t_viewer_retry", run_id))  # no try_number: the latest
-    assert second.status_code == 200 and "attempt 2 succeeded" in second.text and "id='anp-failure'" not in second.text
+    assert second.status_code == 200 and "id='anp-failure'" not in second.text
+    assert "attempt 2 succeeded" in api.frame(second).text
     assert "Attempt 1</a> <span class='anp-state anp-state-failed'>" in second.text
 
     stored = (tmp_path / "out" / "flaky-1.ipynb").read_bytes()
@@ -203,7 +304,8 @@ def test_s3_output_through_moto(api: Api, moto: Any) -> None:
     res = run_dag(dag)
     run_id = res["__run__"].xcom["run_id"]
     page = api.get(res["nb"].xcom["_link_NotebookOutputLink"])
-    assert page.status_code == 200 and "from s3 rendered" in page.text and "s3://viewer/out.ipynb" in page.text
+    assert page.status_code == 200 and "s3://viewer/out.ipynb" in page.text
+    assert "from s3 rendered" in api.frame(page).text
     stored = s3.get_object(Bucket="viewer", Key="out.ipynb")["Body"].read()
     assert api.get(route("download", "t_viewer_s3", run_id)).content == stored
 
@@ -263,10 +365,11 @@ def test_a_running_notebook_shows_its_checkpoint_in_progress(api: Api, make_note
                 run_id = session.scalar(select(TaskInstance.run_id).where(TaskInstance.dag_id == "t_viewer_running"))
             if run_id:
                 page = api.get(route("view", "t_viewer_running", run_id))
-                if page.status_code == 200 and "checkpoint visible" in page.text:
+                if page.status_code == 200 and "checkpoint visible" in api.frame(page).text:
                     break
             time.sleep(0.5)
-        assert page is not None and page.status_code == 200 and "checkpoint visible" in page.text, log.read_text()[-3000:]
+        assert page is not None and page.status_code == 200 and "checkpoint visible" in api.frame(page).text, \
+            log.read_text()[-3000:]
         assert "id='anp-in-progress'" in page.text and "anp-state-running" in page.text
         flag.touch()
         assert proc.wait(timeout=120) == 0 and "STATE success" in log.read_text()
@@ -302,8 +405,9 @@ def test_plugin_adds_a_notebook_view_to_task_instances(api: Api, succeeded: dict
 
     href = view["href"].replace("{DAG_ID}", "t_viewer_ok").replace("{TASK_ID}", "nb")
     href = href.replace("{RUN_ID}", quote(succeeded["run_id"], safe=""))  # as the UI does (encodeURIComponent)
+    assert view["href"].startswith("/notebook/dags/{DAG_ID}/view?")
     page = api.get(href)
-    assert page.status_code == 200 and "rendered ok" in page.text
+    assert page.status_code == 200 and "rendered ok" in api.frame(page).text
 
 
 def test_each_mapped_instance_shows_its_own_notebook(api: Api, make_notebook: Any) -> None:
@@ -316,7 +420,7 @@ def test_each_mapped_instance_shows_its_own_notebook(api: Api, make_notebook: An
         link = res[f"nb[{index}]"].xcom["_link_NotebookOutputLink"]
         assert f"map_index={index}" in link
         page = api.get(link)
-        assert page.status_code == 200 and f"region is {region}" in page.text
+        assert page.status_code == 200 and f"region is {region}" in api.frame(page).text
         assert re.search(rf"<th>Map index</th><td>{index}</td>", page.text)
         back = re.search(r"href='([^']*)' id='anp-back'", page.text).group(1)
         assert f"/tasks/nb/mapped/{index}?try_number=1" in back

@@ -70,8 +70,9 @@ def open_output_notebook(page: Any, af: Airflow, run_id: str, task_id: str, dag_
     page.goto(f"{af.base}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}")
     page.get_by_role("link", name="Details").click()
     page.get_by_role("link", name="Output notebook").click(timeout=30_000)
-    page.wait_for_url("**/notebook/view?**", timeout=30_000)
+    page.wait_for_url(f"**/notebook/dags/{dag_id}/view?**", timeout=30_000)
     page.locator("#anp-header").wait_for(timeout=30_000)
+    page.frame_locator("#anp-notebook").locator(".jp-Notebook").wait_for(timeout=30_000)
 
 
 def log_in(page: Any, af: Airflow) -> None:
@@ -93,12 +94,13 @@ def test_user_logs_in_and_reads_both_notebooks(airflow: tuple[Airflow, str], bro
 
         open_output_notebook(page, af, run_id, "succeeds")
         page.screenshot(path=str(screenshots / "viewer-success.png"))
-        assert page.get_by_text("hello Ada from the scheduler").is_visible()
+        notebook = page.frame_locator("#anp-notebook")
+        assert notebook.get_by_text("hello Ada from the scheduler").is_visible()
         assert page.locator("#anp-header .anp-state-success").first.is_visible()
         assert page.locator("#anp-failure").count() == 0
 
         open_output_notebook(page, af, run_id, "fails")
-        failing = page.locator(".celltag_airflow-failing-cell")
+        failing = notebook.locator(".celltag_airflow-failing-cell")
         # Cell 27: the parameters cell, the injected one, 24 steps, then the raise.
         assert page.locator("#anp-failure").inner_text().startswith("Failed at cell 27 (In [27]):")
         params = page.locator(".anp-params").inner_text()
@@ -107,9 +109,12 @@ def test_user_logs_in_and_reads_both_notebooks(airflow: tuple[Airflow, str], bro
         assert not _in_viewport(failing)
         page.screenshot(path=str(screenshots / "viewer-failed-top.png"))
         page.get_by_role("link", name="Jump to the failing cell").click()
-        page.wait_for_function("() => location.hash === '#cell-id=failing-cell'")
+        frame = page.frame(name="anp-notebook")
+        assert frame is not None
+        frame.wait_for_function("() => location.hash === '#cell-id=failing-cell'")
         failing.wait_for(state="visible")
-        assert _in_viewport(failing)
+        assert _in_viewport(failing)  # scrolled inside the frame; the header stays where it was
+        assert page.locator("#anp-failure").is_visible()
         assert "RuntimeError: the browser sees this" in failing.inner_text()
         style = failing.evaluate("e => [getComputedStyle(e).outlineStyle, getComputedStyle(e).outlineColor]")
         assert style == ["solid", "rgb(211, 47, 47)"]  # the red frame a user sees around the failing cell
@@ -124,9 +129,13 @@ def test_user_logs_in_and_reads_both_notebooks(airflow: tuple[Airflow, str], bro
 
         # The same notebook in the task instance's "Notebook" tab (the plugin's external view).
         page.goto(f"{af.base}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/fails/plugin/notebook")
-        frame = page.frame_locator("iframe[title='Notebook']")
-        frame.locator("#anp-failure").wait_for(timeout=30_000)
-        assert "RuntimeError: the browser sees this" in frame.locator("#anp-failure").inner_text()
+        tab = page.frame_locator("iframe[title='Notebook']")
+        tab.locator("#anp-failure").wait_for(timeout=30_000)
+        assert "RuntimeError: the browser sees this" in tab.locator("#anp-failure").inner_text()
+        # The notebook's own frame inside the tab loads too (the UI's token reaches the nested frame).
+        in_tab = tab.frame_locator("#anp-notebook").locator(".celltag_airflow-failing-cell")
+        in_tab.wait_for(timeout=30_000)
+        assert "RuntimeError: the browser sees this" in in_tab.inner_text()
         page.screenshot(path=str(screenshots / "notebook-tab.png"))
     finally:
         context.close()
@@ -151,7 +160,7 @@ def test_compare_a_failed_run_with_the_last_one_that_passed(airflow_server: Airf
         log_in(page, af)
         open_output_notebook(page, af, bad_run, "rows", dag_id="browser_compare")
         page.locator("#anp-compare-links").get_by_role("link", name="last successful run").click()
-        page.wait_for_url("**/notebook/compare?**", timeout=30_000)
+        page.wait_for_url("**/notebook/dags/browser_compare/compare?**", timeout=30_000)
         page.locator("#anp-compare").wait_for(timeout=30_000)
         assert "These runs differ." in page.locator("#anp-verdict").inner_text()
         rows = page.locator("#anp-param-diff tr")
@@ -169,7 +178,7 @@ def test_compare_a_failed_run_with_the_last_one_that_passed(airflow_server: Airf
         # The other side's link opens the passed run's notebook.
         page.locator("#anp-sides a").first.click()
         page.locator("#anp-header").wait_for(timeout=30_000)
-        assert page.get_by_text("5 rows loaded").is_visible()
+        page.frame_locator("#anp-notebook").get_by_text("5 rows loaded").wait_for(timeout=30_000)
     finally:
         context.close()
     if os.environ.get("ANP_UPDATE_COMPARE_SCREENSHOT") == "1":
@@ -180,10 +189,63 @@ def test_viewer_refuses_a_browser_that_is_not_logged_in(airflow: tuple[Airflow, 
     af, run_id = airflow
     context = browser.new_context()
     try:
-        response = context.new_page().goto(
-            f"{af.base}/notebook/view?dag_id={DAG_ID}&run_id={quote(run_id, safe='')}&task_id=fails"
-        )
-        assert response is not None and response.status == 401
+        for url in (f"{af.base}/notebook/dags/{DAG_ID}/view?run_id={quote(run_id, safe='')}&task_id=fails",
+                    f"{af.base}/notebook/dags/{DAG_ID}/render?run_id={quote(run_id, safe='')}&task_id=fails",
+                    f"{af.base}/notebook/view?dag_id={DAG_ID}&run_id={quote(run_id, safe='')}&task_id=fails"):
+            response = context.new_page().goto(url)
+            assert response is not None and response.status == 401, url
+    finally:
+        context.close()
+
+
+# What each header element must look like, whatever the notebook's HTML does: (selector, computed style).
+HEADER_LOOK = {
+    "#anp-header": {"display": "block", "visibility": "visible", "background-color": "rgb(247, 247, 249)"},
+    "#anp-header .anp-state-success": {"background-color": "rgb(200, 230, 201)", "color": "rgb(27, 94, 32)"},
+    "#anp-header .anp-params": {"visibility": "visible"},
+    "#anp-back": {"font-size": "14px", "color": "rgb(11, 87, 208)"},
+}
+
+
+def test_notebook_html_cannot_cover_or_restyle_the_header(airflow_server: Airflow, browser: Any,
+                                                          screenshots: Path) -> None:
+    """``browser_hostile``'s notebook outputs a full-window ``position:fixed`` div with the highest z-index (a
+    fake header) and ``<style>`` rules for the header's ids and classes. The header's state, parameters and
+    links are still the topmost elements where they are drawn, and look as they should; the notebook's HTML is
+    inside a sandboxed frame."""
+    af = airflow_server
+    run_id, state = trigger_and_wait(af, "browser_hostile")
+    assert state == "success"
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    try:
+        log_in(page, af)
+        open_output_notebook(page, af, run_id, "overlay", dag_id="browser_hostile")
+        notebook = page.frame_locator("#anp-notebook")
+        notebook.get_by_text("restyled", exact=True).wait_for(timeout=30_000)
+        assert notebook.locator("#anp-fake").is_visible()  # drawn, but inside its frame
+        assert page.locator("#anp-fake").count() == 0
+        frame = page.locator("iframe#anp-notebook")
+        assert frame.get_attribute("sandbox") is not None
+        assert "allow-scripts" not in frame.get_attribute("sandbox")
+        assert "allow-same-origin" not in frame.get_attribute("sandbox")
+        page.screenshot(path=str(screenshots / "hostile.png"))
+        for selector in ("#anp-header .anp-state-success", "#anp-header .anp-params", "#anp-back",
+                         "#anp-download"):
+            target = page.locator(selector).first
+            target.scroll_into_view_if_needed()
+            on_top = target.evaluate(
+                "e => { const r = e.getBoundingClientRect();"
+                " const hit = document.elementFromPoint(r.left + r.width / 2, r.top + Math.min(r.height / 2, 8));"
+                " return hit !== null && (hit === e || e.contains(hit)); }")
+            assert on_top, f"{selector} is covered"
+        for selector, expected in HEADER_LOOK.items():
+            look = page.locator(selector).first.evaluate(
+                "(e, names) => Object.fromEntries(names.map(n => [n, getComputedStyle(e).getPropertyValue(n)]))",
+                list(expected))
+            assert look == expected, selector
+        params = page.locator(".anp-params").inner_text()
+        assert "name" in params and '"Ada"' in params
     finally:
         context.close()
 

@@ -26,7 +26,7 @@ CSV = "a,b\n1,2\n"
 
 
 def route(name: str, run_id: str, **extra: Any) -> str:
-    return f"/notebook/{name}?" + urlencode({"dag_id": DAG_ID, "run_id": run_id, "task_id": "nb", **extra})
+    return f"/notebook/dags/{DAG_ID}/{name}?" + urlencode({"run_id": run_id, "task_id": "nb", **extra})
 
 
 @pytest.fixture(scope="module")
@@ -146,17 +146,21 @@ def test_report_view_hides_code_and_the_injected_cell_but_keeps_outputs(api: Api
     full = api.get(route("view", published["run_id"]))
     link = _links(full.text)["Report view"]
     assert "view=report" in link
-    assert "shown_total" in full.text and "celltag_injected-parameters" in full.text
+    full_notebook = api.frame(full).text
+    assert "shown_total" in full_notebook and "celltag_injected-parameters" in full_notebook
     got = api.get(link)
     assert got.status_code == 200, got.text[:300]
-    text = got.text
+    notebook = api.frame(got)
+    assert "view=report" in str(notebook.url)  # the frame shows the report view
+    text = notebook.text
     assert "total for Ada: 42" in text and "Regional summary heading" in text
     assert "shown_total" not in text and "os.makedirs" not in text
     assert "celltag_injected-parameters" not in text
     assert got.headers["content-security-policy"] == full.headers["content-security-policy"]
-    assert "script-src 'none'" in got.headers["content-security-policy"]
+    assert notebook.headers["content-security-policy"] == api.frame(full).headers["content-security-policy"]
+    assert "script-src 'none'" in notebook.headers["content-security-policy"]
     # The page still has its header and links; the toggle leads back to the full notebook.
-    links = _links(text)
+    links = _links(got.text)
     assert {"anp-report-html", "out/a.csv", "Full notebook"} <= set(links)
     assert "view=" not in links["Full notebook"]
 
@@ -175,17 +179,17 @@ def test_report_view_of_a_failed_attempt_keeps_the_error(api: Api, airflow_db: P
         NotebookOperator(task_id="nb", notebook=str(nb), parameters={"limit": 101}, retries=0)
     res = run_dag(dag, logical_date=START)
     assert res["nb"].state == "failed"
-    url = "/notebook/view?" + urlencode({"dag_id": "t_viewer_published_fails", "run_id": res["__run__"].xcom["run_id"],
-                                         "task_id": "nb", "view": "report"})
-    full = api.get(url.replace("&view=report", ""))
-    assert "checked_rows" in full.text and "celltag_injected-parameters" in full.text
+    url = "/notebook/dags/t_viewer_published_fails/view?" + urlencode(
+        {"run_id": res["__run__"].xcom["run_id"], "task_id": "nb", "view": "report"})
+    full = api.frame(api.get(url.replace("&view=report", ""))).text
+    assert "checked_rows" in full and "celltag_injected-parameters" in full
     got = api.get(url)
     assert got.status_code == 200, got.text[:300]
-    text = got.text
-    assert "too many rows: 101" in text and "id='anp-failure'" in text
-    failing = text[text.index("celltag_airflow-failing-cell"):]
+    assert "too many rows: 101" in got.text and "id='anp-failure'" in got.text
+    assert "id='anp-files'" not in got.text and "class='anp-report'" not in got.text
+    text = api.frame(got).text
+    failing = text[text.index('id="cell-id=failing-cell"'):]
     next_cell = failing.find("jp-Cell ", 10)
     assert "ValueError" in (failing[:next_cell] if next_cell > 0 else failing)  # the framed cell is the raising one
     assert "celltag_airflow-failing-cell" in text and "celltag_papermill-error-cell-tag" in text
     assert "checked_rows = " not in text and "celltag_injected-parameters" not in text
-    assert "id='anp-files'" not in text and "class='anp-report'" not in text
