@@ -396,6 +396,18 @@ _NOT_ALLOWED = (
 )
 
 
+def _on_a_workers_disk(ti: TaskInstanceId, wanted: int | None, location: str, what: str) -> str | None:
+    """What to say when a local location was written on another host (from Airflow's records, not the file): the
+    api-server cannot read it whatever the allowed locations, and the fix is shared or object storage."""
+    host = None if is_url(location) else attempt_hostname(ti, wanted)
+    if not host or host == _here():
+        return None
+    return (f"{what} wrote {location} on worker {host}: a local file, which the api-server (on {_here()}) cannot "
+            "read. Set [notebook] output_base (or the task's output_notebook) to object storage, e.g. "
+            "s3://aws_default@bucket/notebooks, or to a folder shared by the workers and the api-server; attempts run "
+            "after the change can be viewed here.")
+
+
 def _opened(ti: TaskInstanceId, try_number: int | None) -> tuple[int | None, AttemptRecord, safe_read.Opened]:
     """Find an attempt's notebook, check where it is, and open it: (the try it must name, its record, the file).
 
@@ -419,6 +431,11 @@ def _opened(ti: TaskInstanceId, try_number: int | None) -> tuple[int | None, Att
     try:
         target = safe_read.resolve(location, facts.conn_id)
     except safe_read.NotAllowed:
+        elsewhere = _on_a_workers_disk(ti, wanted, location, what)
+        if elsewhere:  # decided from Airflow's records of the attempt, never by looking at the location
+            raise OutputNotFound("missing", "Output notebook on a worker's disk",
+                                 f"{elsewhere} (It is not under [notebook] output_base or viewer_allowed_locations "
+                                 "either, so the viewer would not read it here.)") from None
         raise refused from None
     if not _could_have_written(ti, wanted, location, facts):
         raise OutputNotFound(
@@ -436,15 +453,9 @@ def _opened(ti: TaskInstanceId, try_number: int | None) -> tuple[int | None, Att
                              f"{location} is not a regular file (a folder, device, pipe or socket), so it is not "
                              "read.") from None
     except safe_read.Missing:
-        host = None if is_url(location) else attempt_hostname(ti, wanted)
-        if host and host != _here():
-            raise OutputNotFound(
-                "missing", "Output notebook on a worker's disk",
-                f"{what} wrote {location} on worker {host}: a local file, which the api-server (on {_here()}) "
-                "cannot read. Set [notebook] output_base (or the task's output_notebook) to object storage, e.g. "
-                "s3://aws_default@bucket/notebooks, or to a folder shared by the workers and the api-server; "
-                "attempts run after the change can be viewed here.",
-            ) from None
+        elsewhere = _on_a_workers_disk(ti, wanted, location, what)
+        if elsewhere:
+            raise OutputNotFound("missing", "Output notebook on a worker's disk", elsewhere) from None
         raise OutputNotFound(
             "missing", "Output notebook not found",
             f"{what} recorded {location}, but nothing is there any more (deleted or moved?).",

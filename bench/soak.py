@@ -32,7 +32,14 @@ import nbformat
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.distributed.services import Cluster, processes_with_env, rss_kb, start_cluster, wait_dags_parsed  # noqa: E402
+from tests.distributed.services import (  # noqa: E402
+    Cluster,
+    cpu_seconds,
+    processes_with_env,
+    rss_kb,
+    start_cluster,
+    wait_dags_parsed,
+)
 
 PHASES = ("notebook", "noop", "papermill")
 
@@ -130,8 +137,23 @@ def puts(cluster: Cluster) -> int:
     return sum(1 for r in cluster.moto.requests() if r["method"] == "PUT")
 
 
+def components(cluster: Cluster) -> dict[str, int]:
+    """Each component's root process: Airflow's (api-server, scheduler, dag-processor), the Celery workers (their
+    pool, task processes and kernels), and the services."""
+    roots = {name: proc.pid for name, proc in cluster.procs.items()}
+    roots.update({f"worker {w.name}": w.proc.pid for w in cluster.workers.values() if w.proc})
+    roots.update({"postgresql": cluster.postgres.proc.pid, "redis": cluster.redis.proc.pid,
+                  "moto (S3)": cluster.moto.proc.pid})
+    return roots
+
+
+def cpu_by_component(cluster: Cluster) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in components(cluster).items()}
+
+
 def run_phase(cluster: Cluster, phase: str, runs: int, timeout: float) -> dict[str, Any]:
     dag_id = f"soak_{phase}"
+    cpu_start = cpu_by_component(cluster)
     rss_start = {w.name: rss_kb(w.proc.pid) for w in cluster.workers.values() if w.proc}
     tmp_start, puts_start = temp_files(cluster), puts(cluster)
     t0 = time.monotonic()
@@ -159,6 +181,7 @@ def run_phase(cluster: Cluster, phase: str, runs: int, timeout: float) -> dict[s
         if kernels == 0 or time.monotonic() > settle:
             break
         time.sleep(1)
+    cpu_end = cpu_by_component(cluster)
     done = [r for r in rows if r[0] == "success"]
     first_queued = min(r[5] for r in rows if r[5] is not None)
     last_end = max(r[6] for r in rows if r[6] is not None)
@@ -194,6 +217,11 @@ def run_phase(cluster: Cluster, phase: str, runs: int, timeout: float) -> dict[s
         "s3_puts": puts(cluster) - puts_start,
     }
     result["s3_puts_per_task"] = round(result["s3_puts"] / max(1, len(rows)), 2)
+    # Where the machine's time went: CPU seconds per task instance, by component (workers include their task
+    # processes and kernels).
+    per_task = {name: (cpu_end.get(name, 0.0) - cpu_start.get(name, 0.0)) / max(1, len(rows)) for name in cpu_end}
+    result["cpu_s_per_task"] = {name: round(v, 3) for name, v in per_task.items()}
+    result["cpu_s_per_task_total"] = round(sum(per_task.values()), 3)
     return result
 
 

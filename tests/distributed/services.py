@@ -504,10 +504,8 @@ def wait_dags_parsed(cluster: Cluster, dag_ids: list[str], timeout: float = 120)
     _wait(f"DAGs {dag_ids} are parsed", parsed, timeout)
 
 
-def rss_kb(pid: int) -> int:
-    """Memory of ``pid`` and its descendants, in kB (0 if gone): the sum of their PSS (proportional set size), so
-    that pages a forked pool child shares with its parent count once."""
-    total = 0
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its living descendants (by parent pid, from /proc)."""
     children: dict[int, list[int]] = {}
     for p in os.listdir("/proc"):
         if p.isdigit():
@@ -516,14 +514,37 @@ def rss_kb(pid: int) -> int:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(p))
-    todo = [pid]
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def rss_kb(pid: int) -> int:
+    """Memory of ``pid`` and its descendants, in kB (0 if gone): the sum of their PSS (proportional set size), so
+    that pages a forked pool child shares with its parent count once."""
+    total = 0
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
             continue
-        todo.extend(children.get(p, []))
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used by ``pid`` and its descendants, living or ended: each living process's own time
+    plus that of the children it has reaped (a task process and its kernel, once the task's supervisor waited for
+    them), so nothing is counted twice."""
+    ticks = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")

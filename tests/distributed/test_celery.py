@@ -185,7 +185,10 @@ def test_worker_sigkill_orphan_stops_and_task_retries_on_other_worker(cluster: C
     attempts = json.loads(body)["attempts"]
     assert [(a["try_number"], a["state"]) for a in attempts] == [(1, "failed"), (2, "success")], attempts
     status, page = _view(cluster, "view", "dist_killed", "kill1", "killed", try_number=1)
+    assert status == 200 and "attempt 1" in page.lower(), page[:3000]
+    # The notebook itself is the page's frame (``render``): the banner of the stopped run, the retry's output.
+    status, page = _view(cluster, "render", "dist_killed", "kill1", "killed", try_number=1)
     assert status == 200 and "task supervisor is gone" in page, page[:3000]
-    status, page = _view(cluster, "view", "dist_killed", "kill1", "killed", try_number=2)
+    status, page = _view(cluster, "render", "dist_killed", "kill1", "killed", try_number=2)
     assert status == 200 and "finished on try 2" in page
     _no_kernels(cluster)
