@@ -198,7 +198,7 @@ def filesystem(scheme: str, conn_id: str | None) -> Any:
 
     S3 gets botocore's ``connect_timeout`` / ``read_timeout`` (``viewer_read_timeout``) and two attempts per request
     through the storage options Airflow's S3 filesystem factory merges into the client config, and s3fs's own
-    retry loop is cut to one attempt: the caller retries within ``outputs.READ_RETRY_SECONDS``. This is the
+    retry loop is cut to one attempt: the caller retries within ``lookup.READ_RETRY_SECONDS``. This is the
     viewer's own instance, not the one Airflow caches for tasks (``attach``), so tasks keep their settings.
     """
     from airflow.sdk.io import get_fs

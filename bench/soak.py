@@ -35,11 +35,11 @@ sys.path.insert(0, str(REPO))
 from tests.distributed.services import (  # noqa: E402
     Cluster,
     cpu_seconds,
-    processes_with_env,
     rss_kb,
     start_cluster,
     wait_dags_parsed,
 )
+from tests.helpers import processes_with_env  # noqa: E402
 
 PHASES = ("notebook", "noop", "papermill")
 

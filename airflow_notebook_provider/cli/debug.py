@@ -52,7 +52,7 @@ def _viewer_link(location: str) -> tuple[Any, int | None] | None:
 def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
     """(the notebook's location, its bytes) for a path, a URL or a viewer link.
 
-    A viewer link is resolved as the viewer resolves it (``outputs.load``: XCom, else the attempt's record file,
+    A viewer link is resolved as the viewer resolves it (``lookup.load``: XCom, else the attempt's record file,
     and the notebook must name that attempt), through the Airflow metadata DB this machine is configured for.
     """
     link = _viewer_link(location)
@@ -64,7 +64,7 @@ def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
     fallback = "or pass the output location the task log prints ('Output notebook: …') instead of the link"
     try:
         with storage.airflow_imported():
-            from airflow_notebook_provider.outputs import OutputNotFound, load
+            from airflow_notebook_provider.lookup import OutputNotFound, load
 
             try:
                 _, loaded = load(ti, try_number)
@@ -88,7 +88,8 @@ def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
 def _removed_by_retention(ti: Any, try_number: int | None) -> dict[str, Any] | None:
     """The tombstone ``clean`` left in the attempt's record file (``retention``), or None."""
     from airflow_notebook_provider.hooks.notebook import NotebookHook
-    from airflow_notebook_provider.outputs import READ_RETRY_SECONDS, record_location, xcom_record
+    from airflow_notebook_provider.lookup import READ_RETRY_SECONDS, xcom_record
+    from airflow_notebook_provider.outputs import record_location
     from airflow_notebook_provider.retention import removal_note
 
     try:

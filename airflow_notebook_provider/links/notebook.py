@@ -60,7 +60,7 @@ class NotebookOutputLink(BaseOperatorLink):
         ti = context["ti"]
         record = outputs.AttemptRecord(location, hook.conn_id, ti.try_number)
         ti.xcom_push(key=outputs.XCOM_KEY, value=location)
-        ti.xcom_push(key=outputs.RECORD_XCOM_KEY, value=record.to_json())
+        ti.xcom_push(key=outputs.RECORD_KEY, value=record.to_json())
         outputs.write_record_file(hook, outputs.TaskInstanceId.of(ti), record)
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:

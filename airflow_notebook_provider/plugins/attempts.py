@@ -1,5 +1,5 @@
 """Which tries a task instance had, with their states and times: Airflow's ``task_instance`` (the latest try) and
-``task_instance_history`` (earlier tries) tables. Where each try's notebook is, is ``outputs``' job."""
+``task_instance_history`` (earlier tries) tables. Where each try's notebook is, is ``lookup``'s job."""
 
 from __future__ import annotations
 

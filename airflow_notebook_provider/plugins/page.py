@@ -21,7 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from airflow_notebook_provider.engine.record import FailedCell, RunSummary
-from airflow_notebook_provider.outputs import Loaded, TaskInstanceId
+from airflow_notebook_provider.lookup import Loaded
+from airflow_notebook_provider.outputs import TaskInstanceId
 from airflow_notebook_provider.plugins.attempts import Attempt
 
 FAILING_TAG = "airflow-failing-cell"

@@ -55,12 +55,13 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from airflow_notebook_provider import outputs, safe_read
+from airflow_notebook_provider import lookup, safe_read
 from airflow_notebook_provider.engine.compare import compare
 from airflow_notebook_provider.engine.publish import REPORT_FORMATS, beside
 from airflow_notebook_provider.engine.record import read_run
 from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_base_url, viewer_path
-from airflow_notebook_provider.outputs import Loaded, OutputNotFound, TaskInstanceId
+from airflow_notebook_provider.lookup import Loaded, OutputNotFound
+from airflow_notebook_provider.outputs import TaskInstanceId
 from airflow_notebook_provider.plugins import compare_page, page
 from airflow_notebook_provider.plugins.attempts import (
     Attempt,
@@ -196,7 +197,7 @@ def removed_by_retention(ti: TaskInstanceId, try_number: int) -> dict[str, Any] 
     """The tombstone ``retention.clean`` left in the attempt's record file, or None: read as any recorded location
     (an allowed, regular, small file), with the connection of the task's operator."""
     try:
-        return removal_note(outputs.read_record_file(ti, try_number, outputs.task_facts(ti).conn_id))
+        return removal_note(lookup.read_record_file(ti, try_number, lookup.task_facts(ti).conn_id))
     except Exception:  # noqa: BLE001 - no record, unreadable store: no tombstone, the original error stands
         return None
 
@@ -204,13 +205,13 @@ def removed_by_retention(ti: TaskInstanceId, try_number: int) -> dict[str, Any] 
 class TooLarge(ViewerError):
     """The notebook is larger than ``[notebook] viewer_max_bytes``: a fact with a way out (the download)."""
 
-    def __init__(self, exc: outputs.TooLarge) -> None:
+    def __init__(self, exc: lookup.TooLarge) -> None:
         super().__init__(200, exc.title, exc.detail)
         self.size, self.limit, self.try_number = exc.size, exc.limit, exc.try_number
 
 
 def _viewer_error(ti: TaskInstanceId, try_number: int, exc: OutputNotFound) -> ViewerError:
-    if isinstance(exc, outputs.TooLarge):
+    if isinstance(exc, lookup.TooLarge):
         return TooLarge(exc)
     if exc.reason == "missing" and (note := removed_by_retention(ti, try_number)) is not None:
         return Removed(ti, try_number, note)
@@ -218,10 +219,10 @@ def _viewer_error(ti: TaskInstanceId, try_number: int, exc: OutputNotFound) -> V
 
 
 def load(ti: TaskInstanceId, try_number: int) -> Loaded:
-    """The attempt's notebook, checked to be that attempt's own (``outputs.load``), if it is at most
+    """The attempt's notebook, checked to be that attempt's own (``lookup.load``), if it is at most
     ``[notebook] viewer_max_bytes`` (checked before reading it); else an error page's reason."""
     try:
-        return outputs.load(ti, try_number, max_bytes=safe_read.max_bytes())[1]
+        return lookup.load(ti, try_number, max_bytes=safe_read.max_bytes())[1]
     except OutputNotFound as exc:
         raise _viewer_error(ti, try_number, exc) from None
 
@@ -269,7 +270,7 @@ def open_published(loaded: Loaded, location: str) -> safe_read.Opened:
     """A file the attempt published, opened to be streamed: at an allowed location, a regular file, read with the
     connection its notebook was read with (the task operator's)."""
     try:
-        return safe_read.open_checked(safe_read.resolve(location, loaded.record.conn_id), outputs.READ_RETRY_SECONDS)
+        return safe_read.open_checked(safe_read.resolve(location, loaded.record.conn_id), lookup.READ_RETRY_SECONDS)
     except (safe_read.NotAllowed, safe_read.NotRegular):
         raise ViewerError(404, "Not served", f"{location} is listed in the notebook, but it is not a regular file "
                           "under [notebook] output_base or viewer_allowed_locations, so it is not read.") from None
@@ -470,7 +471,7 @@ def download(named: _Named, try_number: int | None = Query(None, ge=1)) -> Respo
     """The output notebook exactly as stored (the bytes the task wrote), as an .ipynb attachment.
 
     Up to ``viewer_max_bytes`` it is read and parsed as the page does; a larger one is streamed in chunks after a
-    bounded-memory scan of its ``metadata.airflow`` (``outputs.open_download``): never whole in memory."""
+    bounded-memory scan of its ``metadata.airflow`` (``lookup.open_download``): never whole in memory."""
     try:
         ti = named.identity()
         attempt, _ = _choose(ti, try_number)
@@ -480,7 +481,7 @@ def download(named: _Named, try_number: int | None = Query(None, ge=1)) -> Respo
             loaded = None
         if loaded is None:
             try:
-                _, _, opened = outputs.open_download(ti, attempt.try_number)
+                _, _, opened = lookup.open_download(ti, attempt.try_number)
             except OutputNotFound as exc:
                 raise _viewer_error(ti, attempt.try_number, exc) from None
     except ViewerError as exc:
@@ -501,7 +502,7 @@ def _published_by(ti: TaskInstanceId, try_number: int) -> Loaded:
         return load(ti, try_number)
     except TooLarge:
         try:
-            return outputs.load_airflow_metadata(ti, try_number)
+            return lookup.load_airflow_metadata(ti, try_number)
         except OutputNotFound as exc:
             raise _viewer_error(ti, try_number, exc) from None
 
