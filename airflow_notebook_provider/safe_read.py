@@ -179,13 +179,19 @@ def resolve(location: str, task_conn_id: str | None) -> Target:
 # -- object stores with timeouts ------------------------------------------------------------------------------
 
 
+def limit_setting(name: str, default: float, *, zero_allowed: bool = False) -> float:
+    """``[notebook] <name>``, a limit of the viewer: a value that is not a number, or is negative (or zero unless
+    ``zero_allowed``), gives ``default``, so a typo in the configuration never lifts a limit."""
+    try:
+        value = conf.getfloat("notebook", name, fallback=default)
+    except (ValueError, TypeError):
+        return default
+    return value if value > 0 or (zero_allowed and value == 0) else default
+
+
 def read_timeout() -> float:
     """``[notebook] viewer_read_timeout``: seconds one object-store request may take (connect, then each read)."""
-    try:
-        value = conf.getfloat("notebook", "viewer_read_timeout", fallback=DEFAULT_READ_TIMEOUT)
-    except (ValueError, TypeError):
-        value = DEFAULT_READ_TIMEOUT
-    return value if value > 0 else DEFAULT_READ_TIMEOUT
+    return limit_setting("viewer_read_timeout", DEFAULT_READ_TIMEOUT)
 
 
 _fs_cache: dict[tuple[str, str | None, float], tuple[float, Any]] = {}
@@ -347,11 +353,7 @@ def open_checked(target: Target, deadline: float) -> Opened:
 
 def max_bytes() -> int:
     """``[notebook] viewer_max_bytes``: the largest notebook the viewer renders (larger ones are downloaded)."""
-    try:
-        value = conf.getint("notebook", "viewer_max_bytes", fallback=DEFAULT_MAX_BYTES)
-    except (ValueError, TypeError):
-        value = DEFAULT_MAX_BYTES
-    return value if value > 0 else DEFAULT_MAX_BYTES
+    return int(limit_setting("viewer_max_bytes", DEFAULT_MAX_BYTES))
 
 
 def read_small(location: str, task_conn_id: str | None, limit: int, deadline: float) -> bytes:

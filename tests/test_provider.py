@@ -62,3 +62,25 @@ def test_connection_form_names_the_gateway_fields(airflow_db) -> None:
     assert behaviour, out.stderr[-2000:]
     assert behaviour["relabeling"] == {"host": "Gateway URL", "password": "Auth token"}
     assert {"schema", "port", "login"} <= set(behaviour["hidden_fields"])
+
+
+def test_a_task_process_loading_plugins_does_not_import_the_viewer(airflow_db) -> None:
+    """Every task process loads every plugin (Airflow integrates their macros into each template context): the
+    viewer plugin must not bring the viewer (FastAPI routes, the auth manager, nbconvert) into every task of every
+    DAG. The api-server imports it on the first request to /notebook."""
+    code = (
+        "import sys\n"
+        "try:\n"
+        "    from airflow.sdk.plugins_manager import integrate_macros_plugins\n"
+        "except ImportError:  # Airflow 3.1\n"
+        "    from airflow.plugins_manager import integrate_macros_plugins\n"
+        "integrate_macros_plugins()\n"
+        "assert 'airflow_notebook_provider.plugins.plugin' in sys.modules, 'the plugin was not loaded'\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith(('airflow_notebook_provider.plugins.viewer', "
+        "'airflow_notebook_provider.engine.compare', 'nbconvert', 'airflow.api_fastapi.app')))\n"
+        "print(heavy)\n"
+    )
+    env = {**os.environ, "AIRFLOW_HOME": str(airflow_db)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout[-2000:]

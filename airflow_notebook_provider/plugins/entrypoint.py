@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_notebook_provider.plugins.viewer import NotebookViewerPlugin
+from airflow_notebook_provider.plugins.plugin import NotebookViewerPlugin
 
 plugin = NotebookViewerPlugin if conf.getboolean("core", "lazy_discover_providers", fallback=True) else None

@@ -158,14 +158,11 @@ DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 
 
 def cache_budget() -> int:
-    """``[notebook] viewer_cache_bytes``: the most bytes of rendered pages kept (least recently used go first)."""
-    from airflow.providers.common.compat.sdk import conf
+    """``[notebook] viewer_cache_bytes``: the most bytes of rendered pages kept (least recently used go first); 0
+    keeps none."""
+    from airflow_notebook_provider.safe_read import limit_setting
 
-    try:
-        value = conf.getint("notebook", "viewer_cache_bytes", fallback=DEFAULT_CACHE_BYTES)
-    except (ValueError, TypeError):
-        value = DEFAULT_CACHE_BYTES
-    return max(0, value)
+    return int(limit_setting("viewer_cache_bytes", DEFAULT_CACHE_BYTES, zero_allowed=True))
 
 
 def _cached(key: tuple[str, int | None, bool]) -> str | None:

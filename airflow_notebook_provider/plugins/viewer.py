@@ -50,7 +50,6 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user
-from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -59,7 +58,7 @@ from airflow_notebook_provider import lookup, safe_read
 from airflow_notebook_provider.engine.compare import compare
 from airflow_notebook_provider.engine.publish import REPORT_FORMATS, beside
 from airflow_notebook_provider.engine.record import read_run
-from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_base_url, viewer_path
+from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_path
 from airflow_notebook_provider.lookup import Loaded, OutputNotFound
 from airflow_notebook_provider.outputs import TaskInstanceId
 from airflow_notebook_provider.plugins import compare_page, page
@@ -71,6 +70,7 @@ from airflow_notebook_provider.plugins.attempts import (
     list_attempts,
     task_tries,
 )
+from airflow_notebook_provider.plugins.plugin import base_path
 from airflow_notebook_provider.retention import removal_note
 
 NOTEBOOK_CSP = (
@@ -301,12 +301,7 @@ def _url(route: str, ti: TaskInstanceId, try_number: int | None, **extra: Any) -
         query["try_number"] = try_number
     query.update(extra)
     # Root-relative: the page works whichever host name the browser used, in the UI's iframe too.
-    return f"{_base_path()}{viewer_path(ti.dag_id, route)}?{urlencode(query)}"
-
-
-def _base_path() -> str:
-    """The path of ``[notebook] viewer_base_url`` / ``[api] base_url`` (e.g. ``/airflow``), or empty."""
-    return urlsplit(viewer_base_url()).path.rstrip("/")
+    return f"{base_path()}{viewer_path(ti.dag_id, route)}?{urlencode(query)}"
 
 
 def _notebook_of(ti: TaskInstanceId, attempt: Attempt) -> Loaded:
@@ -605,28 +600,3 @@ for _route in ("view", "download", "attempts", "report", "file", "compare"):
 def _root_relative(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}" if parts.query else parts.path
-
-
-# The UI loads external views in an iframe of its own origin: a root-relative href, under [api] base_url's path.
-_BASE_PATH = _base_path()
-
-
-class NotebookViewerPlugin(AirflowPlugin):
-    """Registered by the provider (``get_provider_info``) and the ``airflow.plugins`` entry point.
-
-    Serves the viewer under ``/notebook`` and adds a "Notebook" tab to every task instance page (the page says
-    so when the task recorded no notebook).
-    """
-
-    name = "notebook_viewer"
-    fastapi_apps = [{"app": app, "url_prefix": VIEWER_PREFIX, "name": "Notebook viewer"}]
-    external_views = [
-        {
-            "name": "Notebook",
-            # The UI replaces {DAG_ID}, {RUN_ID}, {TASK_ID} (URI-encoded) and {MAP_INDEX} (on mapped instances).
-            "href": f"{_BASE_PATH}{VIEWER_PREFIX}/dags/{{DAG_ID}}/view?run_id={{RUN_ID}}&task_id={{TASK_ID}}"
-            "&map_index={MAP_INDEX}",
-            "destination": "task_instance",
-            "url_route": "notebook",
-        }
-    ]
