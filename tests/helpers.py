@@ -93,6 +93,18 @@ def xcoms(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[s
     return {key: XComModel.deserialize_value(SimpleNamespace(value=value)) for key, value in rows}
 
 
+def python_notebook(*sources: str, metadata: dict[str, Any] | None = None) -> Any:
+    """A Python 3 notebook from cell sources; a source starting with ``#parameters`` is tagged ``parameters``."""
+    import nbformat
+
+    cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    for cell in cells:
+        if cell.source.startswith("#parameters"):
+            cell.metadata["tags"] = ["parameters"]
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}, **(metadata or {})}
+    return nbformat.v4.new_notebook(cells=cells, metadata=meta)
+
+
 def read_nb(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 

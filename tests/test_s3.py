@@ -9,18 +9,11 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import kernel_processes, run_dag, s3_client
+from tests.helpers import kernel_processes, python_notebook, run_dag, s3_client
 
 
 def upload_notebook(client, bucket: str, key: str, *sources: str) -> None:
-    cells = []
-    for src in sources:
-        c = nbformat.v4.new_code_cell(src)
-        if src.startswith("#parameters"):
-            c.metadata["tags"] = ["parameters"]
-        cells.append(c)
-    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    client.put_object(Bucket=bucket, Key=key, Body=nbformat.writes(nb).encode())
+    client.put_object(Bucket=bucket, Key=key, Body=nbformat.writes(python_notebook(*sources)).encode())
 
 
 def get_nb(client, bucket: str, key: str) -> dict:

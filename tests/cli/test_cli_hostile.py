@@ -26,7 +26,7 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import code_cells, read_nb, run_dag, stream_text
+from tests.helpers import code_cells, python_notebook, read_nb, run_dag, stream_text
 
 EXE = str(Path(sys.executable).with_name("airflow-notebook"))
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
@@ -56,15 +56,8 @@ def shown(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def write_nb(path: Path, *sources: str, metadata: dict[str, Any] | None = None) -> Path:
-    cells = []
-    for src in sources:
-        cell = nbformat.v4.new_code_cell(src)
-        if src.startswith("#parameters"):
-            cell.metadata["tags"] = ["parameters"]
-        cells.append(cell)
-    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}, **(metadata or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=meta), str(path))
+    nbformat.write(python_notebook(*sources, metadata=metadata), str(path))
     return path
 
 

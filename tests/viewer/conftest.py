@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import nbformat
 import pytest
 
-from tests.helpers import forget_auth_manager
+from tests.helpers import forget_auth_manager, python_notebook
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,12 +66,7 @@ def api(airflow_db: Any) -> Iterator[Api]:
 
 def write_notebook(path: Path, *sources: str) -> None:
     """A Python notebook from cell sources; a source starting with ``#parameters`` is tagged ``parameters``."""
-    ks = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cells = [nbformat.v4.new_code_cell(src) for src in sources]
-    for cell in cells:
-        if cell.source.startswith("#parameters"):
-            cell.metadata["tags"] = ["parameters"]
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": ks}), str(path))
+    nbformat.write(python_notebook(*sources), str(path))
 
 
 @pytest.fixture(scope="package")
