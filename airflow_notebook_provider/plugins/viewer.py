@@ -56,7 +56,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from airflow_notebook_provider import lookup, safe_read
 from airflow_notebook_provider.engine.compare import compare
-from airflow_notebook_provider.engine.publish import REPORT_FORMATS, beside
+from airflow_notebook_provider.engine.publish import REPORT_FORMATS
 from airflow_notebook_provider.engine.record import read_run
 from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_path
 from airflow_notebook_provider.lookup import Loaded, OutputNotFound
@@ -71,6 +71,7 @@ from airflow_notebook_provider.plugins.attempts import (
     task_tries,
 )
 from airflow_notebook_provider.plugins.plugin import base_path
+from airflow_notebook_provider.plugins.published import attachment, file_stem, published_files, published_reports
 from airflow_notebook_provider.retention import removal_note
 
 NOTEBOOK_CSP = (
@@ -227,45 +228,6 @@ def load(ti: TaskInstanceId, try_number: int) -> Loaded:
         raise _viewer_error(ti, try_number, exc) from None
 
 
-def published_reports(loaded: Loaded) -> dict[str, str]:
-    """The reports the attempt's notebook lists (``metadata.airflow.reports``), format -> location, keeping only
-    those at the location derived from the attempt's own output (``publish.beside``): nothing else is served."""
-    recorded = _airflow_meta(loaded).get("reports")
-    if not isinstance(recorded, dict):
-        return {}
-    return {fmt: recorded[fmt] for fmt, ext in REPORT_FORMATS.items()
-            if recorded.get(fmt) == beside(loaded.record.location, ext)}
-
-
-def _safe_relative(path: Any) -> bool:
-    """A relative path without '..', '.' or empty segments, nor a NUL: a file's name under ``.files/``."""
-    if not isinstance(path, str) or not path or "\x00" in path or path.startswith("/"):
-        return False
-    return all(part not in ("", ".", "..") for part in re.split(r"[/\\]", path))
-
-
-def published_files(loaded: Loaded) -> list[tuple[str, str, int | None]]:
-    """The files the attempt's notebook lists (``metadata.airflow.files``) as (path, location, bytes), keeping only
-    those at ``<output without .ipynb>.files/<path>`` with a path that stays inside that folder."""
-    recorded = _airflow_meta(loaded).get("files")
-    if not isinstance(recorded, list):
-        return []
-    folder = beside(loaded.record.location, ".files")
-    out = []
-    for item in recorded:
-        if not isinstance(item, dict):
-            continue
-        path, location, size = item.get("path"), item.get("location"), item.get("bytes")
-        if _safe_relative(path) and location == f"{folder}/{path}":
-            out.append((str(path), location, size if isinstance(size, int) and not isinstance(size, bool) else None))
-    return out
-
-
-def _airflow_meta(loaded: Loaded) -> dict[str, Any]:
-    meta = (loaded.notebook.get("metadata") or {}).get("airflow")
-    return meta if isinstance(meta, dict) else {}
-
-
 def open_published(loaded: Loaded, location: str) -> safe_read.Opened:
     """A file the attempt published, opened to be streamed: at an allowed location, a regular file, read with the
     connection its notebook was read with (the task operator's)."""
@@ -284,15 +246,9 @@ def open_published(loaded: Loaded, location: str) -> safe_read.Opened:
 
 def _attachment(opened: safe_read.Opened, media_type: str, name: str) -> Response:
     """The file streamed in chunks (never whole in memory), as a download."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
     return StreamingResponse(opened.chunks(), media_type=media_type,
-                             headers={**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{safe}"',
+                             headers={**DOWNLOAD_HEADERS, "Content-Disposition": attachment(name),
                                       "Content-Length": str(opened.size)})
-
-
-def _file_stem(ti: TaskInstanceId, try_number: int) -> str:
-    return (f"{ti.dag_id}.{ti.task_id}{f'.map-{ti.map_index}' if ti.map_index >= 0 else ''}"
-            f".attempt-{try_number}")
 
 
 def _url(route: str, ti: TaskInstanceId, try_number: int | None, **extra: Any) -> str:
@@ -481,9 +437,7 @@ def download(named: _Named, try_number: int | None = Query(None, ge=1)) -> Respo
                 raise _viewer_error(ti, attempt.try_number, exc) from None
     except ViewerError as exc:
         return _error(exc)
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{ti.dag_id}.{ti.task_id}"
-                  f"{f'.map-{ti.map_index}' if ti.map_index >= 0 else ''}.attempt-{attempt.try_number}.ipynb")
-    headers = {**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+    headers = {**SECURITY_HEADERS, "Content-Disposition": attachment(file_stem(ti, attempt.try_number) + ".ipynb")}
     if loaded is not None:
         return Response(loaded.data, media_type="application/x-ipynb+json", headers=headers)
     return StreamingResponse(opened.chunks(), media_type="application/x-ipynb+json",
@@ -518,7 +472,7 @@ def report_download(named: _Named, try_number: int | None = Query(None, ge=1),
         opened = open_published(loaded, location)
     except ViewerError as exc:
         return _error(exc)
-    return _attachment(opened, REPORT_TYPES[fmt], _file_stem(ti, attempt.try_number) + REPORT_FORMATS[fmt])
+    return _attachment(opened, REPORT_TYPES[fmt], file_stem(ti, attempt.try_number) + REPORT_FORMATS[fmt])
 
 
 @app.get(DAG_ROUTE + "/file", dependencies=[_can_read])
