@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
 from jupyter_core.utils import ensure_async
 
+from airflow_notebook_provider import launcher
 from airflow_notebook_provider.engine import _compat
 from airflow_notebook_provider.engine.errors import NotebookInputError
 from airflow_notebook_provider.engine.log import Log
@@ -113,6 +116,8 @@ class Kernel(ABC):
     kc: Any = None
     """Its client, once connected: nbclient executes cells through it."""
     stop_reason: str | None = None
+    how_started: str = ""
+    """Said in the task log after the start time, e.g. "forked by the worker's kernel launcher"."""
 
     @property
     @abstractmethod
@@ -214,7 +219,8 @@ class Kernel(ABC):
                     continue
                 tries = f" ({attempt} attempts)" if attempt > 1 else ""
                 raise KernelStartError(f"kernel {self.name!r} did not start{tries}: {str(exc).rstrip('.')}") from exc
-            log.info("Kernel %s started in %.2f s", self.name, time.monotonic() - started)
+            log.info("Kernel %s started in %.2f s%s", self.name, time.monotonic() - started,
+                     f" ({self.how_started})" if self.how_started else "")
             return info
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -305,10 +311,18 @@ class LocalKernel(Kernel):
         # ipykernel's history in memory: concurrent kernels sharing one SQLite history file lock each other out.
         args = ["--HistoryManager.hist_file=:memory:"] if getattr(self.km, "ipykernel", False) else []
         kwargs: dict[str, Any] = {"cwd": self.cwd} if self.cwd else {}
-        inherited = self.inherited.apply(os.environ, self.unset_env)
+        inherited = self.inherited.apply(os.environ, {*self.unset_env, launcher.ENV_VAR})
+        socket_path = os.environ.get(launcher.ENV_VAR)
+        if socket_path and self.km.provisioner is None:
+            self.km.kernel_id = self.km.kernel_id or str(uuid.uuid4())
+            self.km.provisioner = LaunchingProvisioner(
+                kernel_id=self.km.kernel_id, kernel_spec=self.km.kernel_spec, parent=self.km, socket_path=socket_path,
+            )
         await ensure_async(self.km.start_kernel(extra_arguments=args, env={**inherited, **self.env}, **kwargs))
         proc = _compat.kernel_process(self.km)
         self.pid = getattr(proc, "pid", None) or -1
+        self.how_started = "forked by the worker's kernel launcher" if isinstance(
+            proc, launcher.ForkedKernelProcess) else ""
 
     async def is_alive(self) -> bool:
         return bool(await ensure_async(self.km.is_alive()))
@@ -341,6 +355,30 @@ class LocalKernel(Kernel):
     def reset(self) -> None:
         self.pid = None
         self.km = self._manager()
+
+
+class LaunchingProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """jupyter_client's local provisioner, except that the kernel process is forked by the worker's kernel
+    launcher (``launcher.py``) when it can be, which saves the kernel's imports; otherwise, or if the launcher
+    does not answer, the kernel starts as a new process as usual."""
+
+    def __init__(self, *, socket_path: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.socket_path = socket_path
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        env = kwargs.get("env")
+        cmd = [os.path.expanduser(s) for s in cmd]
+        try:
+            process = await asyncio.to_thread(launcher.launch, self.socket_path, cmd,
+                                              env=os.environ if env is None else env, cwd=kwargs.get("cwd"))
+        except launcher.LauncherUnavailable as exc:
+            logging.getLogger(__name__).info("Kernel started as a new process: %s", exc)
+            return await super().launch_kernel(cmd, **kwargs)
+        self.process = process
+        self.pid = self.pgid = process.pid
+        self.cwd = kwargs.get("cwd") or os.getcwd()
+        return self.connection_info
 
 
 class EarlyKernel:

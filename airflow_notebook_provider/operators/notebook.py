@@ -429,10 +429,7 @@ class NotebookOperator(BaseOperator):
     def _kernels(self) -> KernelProvider:
         """Where the kernel runs: a connection's gateway or running kernel, a Python environment, or here."""
         if not self.kernel_conn_id:
-            denylist = conf.get("notebook", "kernel_env_denylist", fallback=DEFAULT_ENV_DENYLIST)
-            inherited = InheritedEnv(inherit=bool(self.inherit_env),
-                                     denylist=tuple(p.strip() for p in str(denylist).split(",") if p.strip()))
-            return kernel_provider(self.python, inherited)
+            return kernel_provider(self.python, InheritedEnv(inherit=bool(self.inherit_env), denylist=env_denylist()))
         if self.python:
             raise ValueError(
                 f"`python` ({self.python!r}) and `kernel_conn_id` ({self.kernel_conn_id!r}) both say where the kernel "
@@ -464,6 +461,13 @@ class NotebookOperator(BaseOperator):
 DEFAULT_ENV_DENYLIST = "AIRFLOW_CONN_*,AIRFLOW_VAR_*,AIRFLOW__*"
 """The worker's variables a local kernel never inherits (``[notebook] kernel_env_denylist``): connection URIs,
 variables and Airflow settings (the metadata DB's URL, the Fernet key and the JWT secret among them)."""
+
+
+def env_denylist() -> tuple[str, ...]:
+    """``[notebook] kernel_env_denylist`` as patterns."""
+    denylist = conf.get("notebook", "kernel_env_denylist", fallback=DEFAULT_ENV_DENYLIST)
+    return tuple(p.strip() for p in str(denylist).split(",") if p.strip())
+
 SECRET_PLACEHOLDER = "***"
 """What a secret parameter's value is replaced by in the operator's ``parameters`` once rendered."""
 

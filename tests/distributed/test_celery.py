@@ -98,6 +98,11 @@ def test_example_dags_run_green_on_both_workers(cluster: Cluster, examples: dict
                 assert nb["metadata"]["airflow_notebook"]["hostname"] == ti["hostname"]
             hosts.setdefault(ti["hostname"], set()).add(key)
     assert set(hosts) == set(WORKERS), f"outputs per worker: {hosts}"
+    # Each worker forked its Python kernels from its kernel launcher (README, "Deploying"), and the task log says so.
+    for worker in cluster.workers.values():
+        assert "forked kernel" in worker.log.read_text(errors="replace"), f"worker {worker.name} forked no kernel"
+    first = next(ti for ti in cluster.task_instances("example_notebook_daily_report", RUN) if "Notebook" in (ti["operator"] or ""))
+    assert "(forked by the worker's kernel launcher)" in _task_log(cluster, "example_notebook_daily_report", RUN, first["task_id"], first["try_number"])
     s3_example = cluster.s3().list_objects_v2(Bucket="analytics", Prefix="runs/example_notebook_s3/").get("Contents", [])
     assert s3_example, "example_notebook_s3 wrote its output to s3://analytics/runs/..."
     _no_kernels(cluster)

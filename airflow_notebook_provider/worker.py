@@ -1,0 +1,93 @@
+"""What a Celery worker does once for all its notebook tasks: import the provider's engine, its storage clients,
+and start a kernel launcher (``launcher.py``) that forks each task's kernel.
+
+Every Celery task runs in a process forked from the worker, so what the worker imported before it started its
+pool is there for free in every task, as Airflow's Celery worker already does for its standard operators. Without
+this, each notebook task pays about 0.4 CPU-seconds of imports (jupyter_client, nbclient, nbformat's schema,
+s3fs and botocore) and 0.35 for its kernel's own imports; on a busy worker that is half of what a short notebook
+task costs. Turned on with one setting on the workers (README, "Deploying")::
+
+    AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=airflow_notebook_provider.worker.CELERY_CONFIG
+
+Nothing changes for the notebook: each run still gets a new kernel process of its own, with its own environment;
+a kernelspec that the launcher cannot fork (another interpreter or language) starts as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import logging
+import os
+from typing import Any
+
+from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+from celery import signals
+
+from airflow_notebook_provider import launcher
+
+log = logging.getLogger(__name__)
+
+CELERY_CONFIG: dict[str, Any] = dict(DEFAULT_CELERY_CONFIG)
+"""Airflow's default Celery configuration; naming it in ``[celery] celery_config_options`` makes the workers
+import this module, which does the rest when a worker starts. A deployment with its own Celery configuration
+imports this module from it instead (e.g. ``import airflow_notebook_provider.worker  # noqa: F401``)."""
+
+PRELOAD = (
+    "airflow_notebook_provider.operators.notebook",
+    "airflow_notebook_provider.engine.runner",
+    "airflow_notebook_provider.engine.storage",
+    "airflow_notebook_provider.outputs",
+    "nbclient.client",
+    "jupyter_client.asynchronous.client",
+    "jupyter_client.manager",
+    "jupyter_client.provisioning.local_provisioner",
+    "zmq.asyncio",
+    "nbformat",
+    "nbformat.validator",
+    "s3fs",
+    "aiobotocore.session",
+    "botocore.session",
+    "airflow.providers.amazon.aws.fs.s3",
+    "airflow.providers.amazon.aws.hooks.s3",
+)
+"""Modules every notebook task imports; each is imported if installed."""
+
+_launcher: Any = None
+
+
+def preload() -> None:
+    """Import what notebook tasks need, once, so forked task processes share it."""
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    with contextlib.suppress(Exception):  # compiling nbformat's schema validator is a tenth of a second per task
+        from nbformat.validator import get_validator
+
+        get_validator(version=4, version_minor=5)
+
+
+def start_launcher() -> None:
+    """Start this worker's kernel launcher and tell the task processes where it listens."""
+    global _launcher
+    if os.environ.get(launcher.ENV_VAR):
+        return  # already set by whoever started this worker
+    from airflow_notebook_provider.engine.kernel import InheritedEnv
+    from airflow_notebook_provider.operators.notebook import env_denylist
+
+    try:
+        # What a kernel inherits by default: a forked kernel's /proc/self/environ shows the launcher's environment.
+        _launcher, path = launcher.start(env=InheritedEnv(denylist=env_denylist()).apply(os.environ))
+    except Exception as exc:  # noqa: BLE001 - kernels then start as new processes, as without this module
+        log.warning("Kernel launcher not started (%s); notebook kernels start as new processes", exc)
+        return
+    os.environ[launcher.ENV_VAR] = path
+    log.info("Kernel launcher pid %s listens on %s", _launcher.pid, path)
+
+
+@signals.worker_init.connect
+def _on_worker_init(**_: Any) -> None:
+    preload()
+    start_launcher()
+    gc.freeze()  # the preloaded objects stay shared with the pool's processes (Airflow unfreezes when ready)

@@ -1,0 +1,251 @@
+"""The kernel launcher (``airflow_notebook_provider.launcher``): a real launcher process forking real ipykernel
+kernels for the engine. A forked kernel must behave as a kernel started as a new process (environment, working
+directory, umask, output, interrupt, death), must die with the process that asked for it, and anything the
+launcher cannot fork must still run, as a new process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from airflow_notebook_provider import launcher
+from airflow_notebook_provider.engine.errors import NotebookExecutionError
+from tests.engine.test_runner import run
+from tests.helpers import read_nb, stream_text
+from tests.reliability.test_kernel_faults import CASES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Launched:
+    proc: subprocess.Popen[bytes]
+    path: str
+    log: Path
+
+    def children(self) -> list[int]:
+        """The launcher's live child processes: the kernels it forked that are still running."""
+        out = []
+        for pid in os.listdir("/proc"):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except (OSError, ValueError):
+                continue
+            fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+            if fields.get("PPid", "").strip() == str(self.proc.pid) and not fields.get("State", "").startswith("Z"):
+                out.append(int(pid))
+        return out
+
+    def forks(self) -> int:
+        return self.log.read_text().count("forked kernel")
+
+
+@pytest.fixture
+def kernel_launcher(monkeypatch: pytest.MonkeyPatch) -> Iterator[Launched]:
+    folder = tempfile.mkdtemp(prefix="nkl-")
+    log = Path(folder) / "launcher.log"
+    with log.open("wb") as err:
+        # pytest changes PYTEST_CURRENT_TEST between set-up and call: a launcher with it would fork nothing
+        proc, path = launcher.start(folder, stderr=err, env={k: v for k, v in os.environ.items()
+                                                             if k != "PYTEST_CURRENT_TEST"})
+    monkeypatch.setenv(launcher.ENV_VAR, path)
+    launched = Launched(proc, path, log)
+    try:
+        yield launched
+        deadline = time.monotonic() + 10
+        while launched.children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not launched.children(), f"kernels outlived their run:\n{log.read_text()}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+FACTS = textwrap.dedent("""\
+    import os, sys, json
+    mask = os.umask(0); os.umask(mask)
+    print(json.dumps({"ppid": os.getppid(), "cwd": os.getcwd(), "mode": os.environ.get("MODE"),
+                      "launcher_var": os.environ.get("NOTEBOOK_KERNEL_LAUNCHER"), "umask": mask,
+                      "session_leader": os.getsid(0) == os.getpid(), "argv0": os.path.basename(sys.argv[0])}))
+    os.write(2, b"written to fd 2\\n")
+""")
+
+
+def test_a_forked_kernel_gets_the_runs_environment_folder_and_umask(kernel_launcher: Launched, make_notebook, tmp_path: Path, capfd) -> None:
+    (tmp_path / "data.txt").write_text("local file")
+    nb = make_notebook(FACTS, "print(open('data.txt').read())")
+    out = tmp_path / "out.ipynb"
+    old = os.umask(0o027)
+    try:
+        _, rec = run(nb, out, cwd=str(tmp_path), env={"MODE": "prod"})
+    finally:
+        os.umask(old)
+    cells = read_nb(out)["cells"]
+    facts = json.loads(stream_text(cells[0]))
+    assert facts == {"ppid": kernel_launcher.proc.pid, "cwd": str(tmp_path), "mode": "prod", "launcher_var": None,
+                     "umask": 0o027, "session_leader": True, "argv0": "ipykernel_launcher.py"}
+    assert stream_text(cells[1]) == "local file\n"
+    assert any("forked by the worker's kernel launcher" in m for _, m in rec.records)
+    assert kernel_launcher.forks() == 1
+
+
+def test_the_kernel_command_line_shows_a_kernel(kernel_launcher: Launched, make_notebook, tmp_path: Path) -> None:
+    nb = make_notebook("print(open('/proc/self/cmdline').read())")
+    out = tmp_path / "out.ipynb"
+    run(nb, out)
+    cmdline = stream_text(read_nb(out)["cells"][0])
+    assert "-m ipykernel_launcher -f " in cmdline and "launcher.sock" not in cmdline
+
+
+@pytest.mark.parametrize("case", ["cell_timeout", "os_exit", "sigkill"])
+def test_a_forked_kernel_is_interrupted_and_its_death_explained(kernel_launcher: Launched, make_notebook, tmp_path: Path, case: str) -> None:
+    source, settings, expected = CASES[case]
+    nb = make_notebook("print('before')", source, "print('never')")
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(NotebookExecutionError) as err:
+        run(nb, out, **settings)
+    cells = read_nb(out)["cells"]
+    failed = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("status") == "failed"]
+    errors = " | ".join(f"{o['ename']}: {o['evalue']}" for o in failed[0]["outputs"] if o["output_type"] == "error")
+    assert expected in errors, (errors, str(err.value))
+    assert kernel_launcher.forks() == 1
+
+
+CLIENT = textwrap.dedent("""\
+    import logging, sys
+    from pathlib import Path
+    from airflow_notebook_provider.engine import NotebookRun, load
+    nb = Path(sys.argv[1])
+    NotebookRun(load(nb.read_bytes(), str(nb)), input_path=str(nb), output_path=sys.argv[2],
+                save=lambda b: None, log=logging.getLogger("client")).run()
+""")
+
+
+def test_the_kernel_dies_with_the_process_that_asked_for_it(kernel_launcher: Launched, make_notebook, tmp_path: Path) -> None:
+    """A task process killed with SIGKILL cannot stop its kernel: the launcher does, as the connection closes."""
+    nb = make_notebook("import time; time.sleep(120)")
+    # Run from the checkout, with the launcher's environment: a PYTHONPATH of its own would not be forked.
+    client = subprocess.Popen([sys.executable, "-c", CLIENT, str(nb), str(tmp_path / "out.ipynb")], cwd=REPO,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not kernel_launcher.children():
+            assert time.monotonic() < deadline and client.poll() is None, kernel_launcher.log.read_text()
+            time.sleep(0.1)
+        kernel = kernel_launcher.children()[0]
+        time.sleep(1)
+        os.killpg(client.pid, signal.SIGKILL)
+        client.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while kernel in kernel_launcher.children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert kernel not in kernel_launcher.children()
+        assert f"the client of kernel {kernel} is gone" in kernel_launcher.log.read_text()
+    finally:
+        if client.poll() is None:
+            os.killpg(client.pid, signal.SIGKILL)
+
+
+def test_what_cannot_be_forked_starts_as_a_new_process(kernel_launcher: Launched, make_notebook, tmp_path: Path, caplog) -> None:
+    """A kernel whose interpreter settings differ from the launcher's (here PYTHONPATH) would not import what it
+    should: it is started as a new process, a child of the caller, and says why in the log."""
+    nb = make_notebook("import os, sys; print(os.getppid(), '/elsewhere' in sys.path)")
+    out = tmp_path / "out.ipynb"
+    with caplog.at_level(logging.INFO, logger="airflow_notebook_provider.engine.kernel"):
+        run(nb, out, env={"PYTHONPATH": "/elsewhere"})
+    assert stream_text(read_nb(out)["cells"][0]) == f"{os.getpid()} True\n"
+    assert re.search(r"Kernel started as a new process: .* launcher's \(PYTHONPATH\)", caplog.text), caplog.text
+    assert kernel_launcher.forks() == 0
+
+
+def test_a_launcher_that_is_gone_means_kernels_start_as_new_processes(make_notebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tempfile.mkdtemp(prefix="nkl-")
+    monkeypatch.setenv(launcher.ENV_VAR, os.path.join(folder, "launcher.sock"))  # nothing listens there
+    nb = make_notebook("import os; print(os.getppid())")
+    out = tmp_path / "out.ipynb"
+    run(nb, out)
+    assert stream_text(read_nb(out)["cells"][0]) == f"{os.getpid()}\n"
+
+
+def test_a_socket_in_a_folder_others_can_enter_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    with pytest.raises(launcher.LauncherUnavailable, match="not private to this user"):
+        launcher.launch(str(folder / "launcher.sock"), [sys.executable, "-m", "ipykernel_launcher"], env={}, cwd=None)
+
+
+def test_the_launcher_leaves_when_the_worker_that_started_it_is_gone(tmp_path: Path) -> None:
+    starter = subprocess.Popen(
+        [sys.executable, "-c", "from airflow_notebook_provider import launcher; import time\n"
+                               "proc, path = launcher.start(); print(proc.pid, path, flush=True); time.sleep(600)"],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, start_new_session=True)
+    pid_text, path = starter.stdout.readline().decode().split()  # type: ignore[union-attr]
+    pid = int(pid_text)
+    try:
+        assert Path(f"/proc/{pid}").exists() and os.path.exists(path)
+        os.killpg(starter.pid, signal.SIGKILL)
+        starter.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+            assert time.monotonic() < deadline, "the launcher outlived its worker"
+            time.sleep(0.1)
+        assert not os.path.exists(path)
+    finally:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_refusal_names_what_differs() -> None:
+    python = [sys.executable, "-m", "ipykernel_launcher", "-f", "x.json"]
+    base = {"PATH": "/bin", "PYTHONPATH": "/a"}
+    assert launcher.refusal(python, {**base, "MODE": "x"}, base) is None
+    assert launcher.refusal(python, base, {**base, "SPT_NOENV": "1", "JPY_PARENT_PID": "7"}) is None
+    assert "lacks or changes the launcher's (PYTHONPATH)" in (launcher.refusal(python, {"PATH": "/bin"}, base) or "")
+    # inherit_env=False: the kernel's environment is smaller than the launcher's, which /proc/self/environ shows
+    assert "(HOME, PYTHONPATH)" in (launcher.refusal(python, {"PATH": "/bin"}, {**base, "HOME": "/h"}) or "")
+    assert "differ from the launcher's (LD_PRELOAD)" in (launcher.refusal(python, {**base, "LD_PRELOAD": "x.so"}, base) or "")
+    assert "another interpreter" in (launcher.refusal(["/usr/bin/R", "-m", "ipykernel_launcher"], base, base) or "")
+    assert "not an ipykernel" in (launcher.refusal(["/usr/bin/R", "--slave", "-e", "IRkernel::main()"], base, base) or "")
+
+
+def test_a_workers_launcher_shows_its_kernels_none_of_the_workers_secrets(make_notebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``worker.start_launcher`` (what a Celery worker runs when it starts) gives the launcher only what a kernel
+    inherits by default: a forked kernel's /proc/self/environ, the environment it was started with, has no
+    connection URI; and a run that inherits less than that (``inherit_env=False``) is not forked."""
+    from airflow_notebook_provider import worker
+    from airflow_notebook_provider.engine.kernel import InheritedEnv, LocalKernels
+
+    secret = "postgresql://etl:hunter2@db/warehouse"
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", secret)
+    monkeypatch.delenv(launcher.ENV_VAR, raising=False)
+    monkeypatch.setattr(worker, "_launcher", None)
+    worker.start_launcher()
+    proc = worker._launcher
+    assert proc is not None
+    try:
+        probe = "import os; print(os.getppid(), 'hunter2' in open('/proc/self/environ').read(), 'AIRFLOW_CONN_WAREHOUSE' in os.environ)"
+        nb = make_notebook(probe)
+        out = tmp_path / "out.ipynb"
+        run(nb, out, kernels=LocalKernels(InheritedEnv(denylist=("AIRFLOW_CONN_*", "AIRFLOW_VAR_*", "AIRFLOW__*"))))
+        assert stream_text(read_nb(out)["cells"][0]) == f"{proc.pid} False False\n"
+        run(nb, out, kernels=LocalKernels(InheritedEnv(inherit=False)))
+        assert stream_text(read_nb(out)["cells"][0]) == f"{os.getpid()} False False\n"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
