@@ -25,6 +25,7 @@ for a signal, as ``subprocess`` says it).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import select
@@ -34,6 +35,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -216,10 +218,13 @@ def refusal(argv: list[str], env: Mapping[str, str], startup_env: Mapping[str, s
 class Launcher:
     """The server: accepts requests, forks kernels, reaps them, and reports their exits."""
 
-    def __init__(self, path: str, *, parent: int | None = None) -> None:
+    def __init__(self, path: str, *, parent: int | None = None, startup_env: Mapping[str, str] | None = None) -> None:
         self.path = path
         self.parent = parent if parent is not None else os.getppid()
-        self.startup_env = dict(os.environ)
+        # The environment this process started with (what a forked kernel's /proc/self/environ shows), and what
+        # the preloaded modules added to it since, which a new kernel process would have added to its own.
+        self.startup_env = dict(os.environ if startup_env is None else startup_env)
+        self.added_env = {k: v for k, v in os.environ.items() if self.startup_env.get(k) != v}
         self.path_entry = sys.path[0] if sys.path else ""
         self.listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
@@ -359,6 +364,8 @@ class Launcher:
             os.chdir(request["cwd"])
             os.environ.clear()
             os.environ.update(request["env"])
+            for name, value in self.added_env.items():
+                os.environ.setdefault(name, value)
             os.environ["JPY_PARENT_PID"] = str(os.getppid())  # ipykernel exits if the launcher dies
             if sys.path and sys.path[0] == self.path_entry:
                 sys.path[0] = os.getcwd()  # as `python -m` would have it; ipykernel_launcher takes it out
@@ -412,12 +419,25 @@ def _kill_group(pid: int) -> None:
 
 
 def preload() -> None:
-    """What every kernel imports before it answers: once here instead of once per kernel."""
-    import ipykernel.ipkernel
-    import ipykernel.kernelapp
-    import ipykernel.zmqshell  # noqa: F401
-    import IPython.core.completer
-    import IPython.core.interactiveshell  # noqa: F401
+    """What every kernel imports before it answers: once here instead of once per kernel. The list is what a
+    forked kernel still imported by its first cell (its ``sys.modules``), so its own start does little more than
+    create its objects and sockets."""
+    for name in _PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # optional parts (debugpy, psutil): a kernel goes without them as it would anyway
+            pass
+    if threading.active_count() > 1:  # a thread does not survive fork(), and a lock it held stays held
+        raise RuntimeError(f"preloading started threads ({threading.enumerate()}); the launcher cannot fork")
+
+
+_PRELOAD = (
+    "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
+    "IPython.core.interactiveshell", "IPython.core.completer", "IPython.core.completerlib", "IPython.core.debugger",
+    "IPython.core.oinspect", "IPython.core.logger", "IPython.extensions.storemagic",
+    "traitlets.config.argcomplete_config", "tornado.platform.asyncio", "psutil", "sqlite3", "pdb", "pydoc",
+    "faulthandler", "runpy",
+)
 
 
 def start(folder: str | None = None, *, stderr: Any = None, env: Mapping[str, str] | None = None,
@@ -456,12 +476,13 @@ def main(argv: list[str]) -> None:
     _set_title(f"{sys.executable} -m airflow_notebook_provider.launcher {path}")
     # Read by ipykernel when imported (a trait's default): the kernels' parent is this process.
     os.environ["JPY_PARENT_PID"] = str(os.getpid())
+    startup_env = dict(os.environ)
     preload()
     import gc
 
     gc.freeze()  # the imported modules' objects stay shared with every kernel, never touched by a collection
     tmp = f"{path}.{os.getpid()}"
-    launcher = Launcher(tmp)
+    launcher = Launcher(tmp, startup_env=startup_env)
     os.rename(tmp, path)  # the path appears only once it answers
     launcher.path = path
     launcher.serve()

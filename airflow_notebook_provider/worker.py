@@ -42,6 +42,8 @@ PRELOAD = (
     "nbclient.client",
     "jupyter_client.asynchronous.client",
     "jupyter_client.manager",
+    "jupyter_client.kernelspec",
+    "IPython",  # jupyter_client's kernelspec lookup imports it
     "jupyter_client.provisioning.local_provisioner",
     "zmq.asyncio",
     "nbformat",

@@ -26,8 +26,15 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one(kind: str) -> dict[str, Any]:
-    """Runs in the child process: one task of ``kind``, its execute timed."""
+def _children_cpu(pid: int) -> float:
+    """CPU seconds of the children process ``pid`` has reaped (the kernels a launcher forked)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def one(kind: str, worker: bool = False) -> dict[str, Any]:
+    """Runs in the child process: one task of ``kind``, its execute timed. ``worker``: set up as a Celery worker
+    with ``airflow_notebook_provider.worker`` is (engine preloaded, kernels forked by a launcher)."""
     home = Path(tempfile.mkdtemp(prefix="anp-task-cpu-"))
     os.environ.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -47,6 +54,13 @@ def one(kind: str) -> dict[str, Any]:
 
         db.initdb()
         DagBundlesManager().sync_bundles_to_db()
+        launcher_pid = None
+        if worker:
+            from airflow_notebook_provider import worker as worker_setup
+
+            worker_setup.preload()
+            worker_setup.start_launcher()
+            launcher_pid = worker_setup._launcher.pid
         nb = home / "nb.ipynb"
         nb.write_text(json.dumps({
             "cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": meta,
@@ -77,7 +91,10 @@ def one(kind: str) -> dict[str, Any]:
             finally:
                 spent["self"] = _cpu(resource.RUSAGE_SELF) - own
                 spent["kernel"] = _cpu(resource.RUSAGE_CHILDREN) - children
+                if launcher_pid is not None:
+                    spent["kernel_forked"] = _kernel_cpu_after(launcher_pid, forked_before)
 
+        forked_before = _children_cpu(launcher_pid) if launcher_pid else 0.0
         type(task).execute = timed  # type: ignore[method-assign]
         state = run_dag(dag)["t"].state
         return {"kind": kind, "state": state, **{k: round(v, 3) for k, v in spent.items()}}
@@ -85,17 +102,30 @@ def one(kind: str) -> dict[str, Any]:
         moto.stop()
 
 
+def _kernel_cpu_after(launcher_pid: int, before: float) -> float:
+    """The forked kernel's CPU, once the launcher has reaped it (it exits as ``execute`` returns)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while (spent := _children_cpu(launcher_pid) - before) <= 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return spent
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("notebook", "papermill"))
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--worker", action="store_true",
+                        help="set up as a Celery worker with airflow_notebook_provider.worker (preload, launcher)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(one(args.kind)))
+        print(json.dumps(one(args.kind, args.worker)))
         return 0
     for _ in range(args.runs):
-        proc = subprocess.run([sys.executable, "-m", "bench.task_cpu", args.kind, "--child"], cwd=REPO,
+        proc = subprocess.run([sys.executable, "-m", "bench.task_cpu", args.kind, "--child",
+                               *(["--worker"] if args.worker else [])], cwd=REPO,
                               capture_output=True, text=True, timeout=300)
         lines = proc.stdout.strip().splitlines()
         print(lines[-1] if proc.returncode == 0 and lines else f"failed: {proc.stderr[-2000:]}", flush=True)

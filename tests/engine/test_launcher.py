@@ -249,3 +249,38 @@ def test_a_workers_launcher_shows_its_kernels_none_of_the_workers_secrets(make_n
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+PROBE = textwrap.dedent("""\
+    import json, os, signal, sys
+    mask = os.umask(0); os.umask(mask)
+    ip = get_ipython()
+    print(json.dumps({
+        "env": {k: v for k, v in os.environ.items() if k not in ("JPY_PARENT_PID", "PYTEST_CURRENT_TEST")},
+        "path": sys.path, "cwd": os.getcwd(), "umask": mask, "argv0": sys.argv[0],
+        "modules": sorted(m for m in sys.modules if not m.startswith(("airflow_notebook_provider", "setproctitle", "gc"))),
+        "signals": {s: str(signal.getsignal(getattr(signal, s))) for s in ("SIGINT", "SIGTERM", "SIGCHLD", "SIGPIPE", "SIGHUP")},
+        "config": {k: dict(v) for k, v in ip.config.items() if k != "IPKernelApp"},
+        "stdout": type(sys.stdout).__name__, "displayhook": type(sys.displayhook).__name__,
+    }, sort_keys=True))
+""")
+
+
+def test_a_forked_kernel_is_what_a_new_kernel_process_would_be(kernel_launcher: Launched, make_notebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same environment (including what the kernel's own imports add), sys.path, folder, umask, signal handlers,
+    IPython configuration and modules as a kernel started as a new process, apart from the launcher's own modules."""
+    nb = make_notebook(PROBE)
+    seen = {}
+    for how in ("forked", "new process"):
+        if how == "new process":
+            monkeypatch.delenv(launcher.ENV_VAR)
+        out = tmp_path / f"{how}.ipynb"
+        run(nb, out, cwd=str(tmp_path), env={"MODE": "prod"})
+        seen[how] = json.loads(stream_text(read_nb(out)["cells"][0]))
+    assert kernel_launcher.forks() == 1
+    forked, spawned = seen["forked"], seen["new process"]
+    differences = {k: (forked[k], spawned[k]) for k in forked if k not in ("env", "modules") and forked[k] != spawned[k]}
+    differences["env"] = {k: (forked["env"].get(k), spawned["env"].get(k)) for k in {*forked["env"], *spawned["env"]}
+                          if forked["env"].get(k) != spawned["env"].get(k)}
+    differences["modules"] = sorted(set(forked["modules"]) ^ set(spawned["modules"]))
+    assert differences == {"env": {}, "modules": []}
