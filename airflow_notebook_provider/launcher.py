@@ -459,7 +459,8 @@ def start(folder: str | None = None, *, stderr: Any = None, env: Mapping[str, st
     path = os.path.join(folder, "launcher.sock")
     proc = subprocess.Popen([sys.executable, "-m", "airflow_notebook_provider.launcher", path, "#" * _TITLE_ROOM],
                             stdin=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-                            env={**(os.environ if env is None else env), "SPT_NOENV": "1"})
+                            env={**{k: v for k, v in (os.environ if env is None else env).items() if k != ENV_VAR},
+                                 "SPT_NOENV": "1"})
     deadline = time.monotonic() + 60
     while not os.path.exists(path):
         if proc.poll() is not None or time.monotonic() > deadline:
