@@ -376,6 +376,7 @@ class Launcher:
             _set_title(" ".join(argv))  # `ps` shows a kernel, not a second launcher
             runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
             code = 0
+            _join_control_thread()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:  # noqa: BLE001 - a kernel that cannot start says why on its stderr, then exits
@@ -383,9 +384,12 @@ class Launcher:
 
             traceback.print_exc()
         finally:
-            try:
+            try:  # what the interpreter does at exit, in its order, short of tearing its modules down
                 import atexit
 
+                shutdown = getattr(threading, "_shutdown", None)
+                if shutdown is not None:  # joins the kernel's threads: its atexit handler closes their channels
+                    shutdown()
                 atexit._run_exitfuncs()
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -404,6 +408,18 @@ def _set_title(title: str) -> None:
     except ImportError:
         return
     setproctitle.setproctitle(title)
+
+
+def _join_control_thread(timeout: float = 5.0) -> None:
+    """Let ipykernel's control thread finish the shutdown request it is answering before the kernel's exit
+    handler closes the IOPub thread that this answer still flushes through (ipykernel 7 joins the control thread
+    after stopping IOPub; a new kernel process reaches that point late enough, a forked one does not)."""
+    from ipykernel.kernelapp import IPKernelApp
+
+    if IPKernelApp.initialized():
+        thread = getattr(IPKernelApp.instance(), "control_thread", None)
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
 
 
 def _say(message: str) -> None:

@@ -276,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cluster is not None:
             cluster.stop()
-            shutil.rmtree(cluster.base, ignore_errors=True)
+            if os.environ.get("SOAK_KEEP"):  # the logs, for a closer look: SOAK_KEEP=1 python -m bench.soak ...
+                print(f"kept {cluster.base}")
+            else:
+                shutil.rmtree(cluster.base, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
     out = REPO / "bench" / "results" / f"soak-{results['tasks_per_phase']}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
