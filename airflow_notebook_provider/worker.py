@@ -68,6 +68,10 @@ def preload() -> None:
         from nbformat.validator import get_validator
 
         get_validator(version=4, version_minor=5)
+    with contextlib.suppress(Exception):  # jupyter_client scans every package's entry points for provisioners once
+        from jupyter_client.provisioning import KernelProvisionerFactory
+
+        KernelProvisionerFactory.instance()
 
 
 def start_launcher() -> None:
