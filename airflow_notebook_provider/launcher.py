@@ -231,7 +231,6 @@ class Launcher:
         os.chmod(path, 0o600)
         self.listener.listen(64)
         self.kernels: dict[socket.socket, int] = {}  # connection -> kernel pid
-        self.exits: dict[int, int] = {}  # reaped pids whose connection has not been told yet
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
@@ -255,7 +254,13 @@ class Launcher:
                             os.read(self.wake_r, 512)
                         except BlockingIOError:
                             break
-                elif item in self.kernels:  # the client closed (the task process ended): its kernel goes too
+                elif item in self.kernels:
+                    try:
+                        if item.recv(4096):  # clients send nothing after their request: ignore it
+                            continue
+                    except OSError:
+                        pass
+                    # the client closed (the task process ended, however it ended): its kernel goes too
                     pid = self.kernels.pop(item)
                     _say(f"the client of kernel {pid} is gone: killing the kernel")
                     _kill_group(pid)

@@ -38,6 +38,9 @@ DEFAULT_KERNEL = "python3"
 START_ATTEMPTS = 3
 # kernel_info replies after which a kernel that publishes no status on IOPub (against the protocol) is taken as ready.
 _STATUSLESS_REPLIES = 20
+# How often a kernel that was asked to shut down is checked for having left, and how long it has.
+_EXIT_POLL = 0.01
+EXIT_GRACE = 1.0
 
 
 
@@ -332,6 +335,24 @@ class LocalKernel(Kernel):
             self.stop_reason = reason
         if self.pid is not None and self.pid > 0:
             kill_process_group(self.pid)
+
+    async def shutdown(self, *, now: bool) -> None:
+        """As ``Kernel.shutdown``, but a kernel asked to leave is watched every 10 ms (jupyter_client looks every
+        100 ms: 50 ms of each short task) and killed if it has not left ``EXIT_GRACE`` seconds after the request:
+        ipykernel 7 sometimes hangs on its way out, after its shutdown reply (its exit handler stops the IOPub
+        thread, then waits for the control thread, which may still be flushing through IOPub), and jupyter_client
+        would wait 2.5 s, send SIGTERM and wait again."""
+        if not now and self.spawned:
+            try:
+                if await self.is_alive():
+                    await ensure_async(self.km.request_shutdown())
+                    deadline = time.monotonic() + EXIT_GRACE
+                    while await self.is_alive() and time.monotonic() < deadline:
+                        await asyncio.sleep(_EXIT_POLL)
+                    now = await self.is_alive()
+            except Exception as exc:  # noqa: BLE001 - the shutdown below kills it whatever happened here
+                logging.getLogger(__name__).debug("Kernel shutdown request failed (%s)", exc)
+        await super().shutdown(now=now)  # a kernel still there is killed; resources released either way
 
     def discard(self) -> None:
         super().discard()

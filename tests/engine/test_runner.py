@@ -329,3 +329,26 @@ def test_kernel_started_early_is_killed_when_the_run_never_starts(make_notebook,
     lone = early_kernel()
     lone.discard()  # the caller gave up before any run (a bad input, a task stopped while fetching)
     assert lone.pid is not None and not _pid_alive(lone.pid)
+
+
+def test_a_kernel_that_hangs_on_its_way_out_is_killed_after_the_grace_period() -> None:
+    """A kernel that answers its shutdown request but does not exit (here an exit handler that sleeps; ipykernel 7
+    sometimes deadlocks there by itself) is killed ``EXIT_GRACE`` seconds after the request, not after
+    jupyter_client's 2.5 s, SIGTERM and 2.5 s more."""
+    import asyncio
+
+    from airflow_notebook_provider.engine.kernel import EXIT_GRACE
+
+    async def scenario() -> tuple[float, int | None]:
+        kernel = LocalKernels().create("python3", env={}, cwd=None)
+        await kernel.start(timeout=60, log=logging.getLogger("test.grace"))
+        reply = await kernel.kc.execute_interactive("import atexit, time; atexit.register(time.sleep, 60)", timeout=30)
+        assert reply["content"]["status"] == "ok"
+        started = time.monotonic()
+        await kernel.shutdown(now=False)
+        return time.monotonic() - started, kernel.pid
+
+    took, pid = asyncio.run(scenario())
+    assert EXIT_GRACE <= took < EXIT_GRACE + 1.0, took
+    assert pid is not None and not _pid_alive(pid)
+    assert not kernel_processes()
