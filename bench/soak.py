@@ -17,8 +17,10 @@ and end, S3 PUTs per task. Printed, and written to ``bench/results/soak-<tasks>.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -222,7 +224,36 @@ def run_phase(cluster: Cluster, phase: str, runs: int, timeout: float) -> dict[s
     per_task = {name: (cpu_end.get(name, 0.0) - cpu_start.get(name, 0.0)) / max(1, len(rows)) for name in cpu_end}
     result["cpu_s_per_task"] = {name: round(v, 3) for name, v in per_task.items()}
     result["cpu_s_per_task_total"] = round(sum(per_task.values()), 3)
+    result["slot_after_task_s"] = slot_after_task(cluster, f"soak_{phase}")
     return result
+
+
+def slot_after_task(cluster: Cluster, dag_id: str) -> dict[str, Any]:
+    """How long each task's Celery slot stayed busy after the task's last log line (the supervisor noticing that
+    the task process exited): its p50 and mean, and how many took 4 s or more."""
+    started: dict[str, str] = {}
+    finished: dict[str, datetime.datetime] = {}
+    for worker in cluster.workers.values():
+        text = worker.log.read_text(errors="replace")
+        for m in re.finditer(r"Executing workload in Celery: .*?log_path='([^']+)' ti=TaskInstanceDTO\(id=UUID\('([0-9a-f-]+)'",
+                             text):
+            started[m.group(2)] = m.group(1)
+        for m in re.finditer(r"^(\S+) \[info\s*\] Workload finished .*?workload_id=([0-9a-f-]+)", text, re.M):
+            finished[m.group(2)] = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+    gaps = []
+    for ti_id, log_path in started.items():
+        if not log_path.startswith(f"dag_id={dag_id}/") or ti_id not in finished:
+            continue
+        try:
+            last = [json.loads(line) for line in (cluster.logs / log_path).read_text().splitlines()
+                    if line.startswith("{")][-1]["timestamp"]
+        except (OSError, IndexError, KeyError, ValueError):
+            continue
+        gaps.append((finished[ti_id] - datetime.datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds())
+    if not gaps:
+        return {}
+    return {"p50": round(pct(gaps, 0.5), 3), "mean": round(statistics.fmean(gaps), 3),
+            "at_least_4s": sum(1 for g in gaps if g >= 4), "of": len(gaps)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker concurrency (two workers)")
     parser.add_argument("--phases", default=",".join(PHASES))
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per phase at most")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for every component, e.g. AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL=1")
     args = parser.parse_args(argv)
     runs = max(1, args.tasks // args.per_run)
     staging = Path(tempfile.mkdtemp(prefix="anp-soak-", dir="/var/tmp"))
@@ -250,13 +283,15 @@ def main(argv: list[str] | None = None) -> int:
         fail_every=args.fail_every))
     cluster = None
     results: dict[str, Any] = {"tasks_per_phase": runs * args.per_run, "runs": runs, "per_run": args.per_run,
-                               "concurrency": f"2 workers x {args.concurrency}", "cpus": os.cpu_count()}
+                               "concurrency": f"2 workers x {args.concurrency}", "cpus": os.cpu_count(),
+                               "env": args.env}
     try:
         t0 = time.monotonic()
         cluster = start_cluster(staging / "dags", concurrency=args.concurrency, boto_endpoint=True,  # papermill's S3
                                 extra_env={"PYTHONPATH": f"{staging / 'src'}{os.pathsep}{REPO}",
                                            "AIRFLOW__NOTEBOOK__CHECKPOINT_INTERVAL": "30",
-                                           "AIRFLOW__CORE__PARALLELISM": "32"})
+                                           "AIRFLOW__CORE__PARALLELISM": "32",
+                                           **dict(e.split("=", 1) for e in args.env)})
         print(f"cluster up in {time.monotonic() - t0:.0f} s at {cluster.base}", flush=True)
         wait_dags_parsed(cluster, [f"soak_{p}" for p in PHASES], timeout=180)
         for phase in args.phases.split(","):
