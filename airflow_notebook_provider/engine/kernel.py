@@ -378,7 +378,7 @@ class LocalKernel(Kernel):
         self.km = self._manager()
 
 
-class LaunchingProvisioner(LocalProvisioner):  # type: ignore[misc]
+class LaunchingProvisioner(LocalProvisioner):
     """jupyter_client's local provisioner, except that the kernel process is forked by the worker's kernel
     launcher (``launcher.py``) when it can be, which saves the kernel's imports; otherwise, or if the launcher
     does not answer, the kernel starts as a new process as usual."""
@@ -396,7 +396,7 @@ class LaunchingProvisioner(LocalProvisioner):  # type: ignore[misc]
         except launcher.LauncherUnavailable as exc:
             logging.getLogger(__name__).info("Kernel started as a new process: %s", exc)
             return await super().launch_kernel(cmd, **kwargs)
-        self.process = process
+        self.process = process  # type: ignore[assignment]  # Popen's part that LocalProvisioner uses
         self.pid = self.pgid = process.pid
         self.cwd = kwargs.get("cwd") or os.getcwd()
         return self.connection_info
