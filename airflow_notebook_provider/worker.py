@@ -62,8 +62,12 @@ _launcher: Any = None
 def preload() -> None:
     """Import what notebook tasks need, once, so forked task processes share it."""
     for name in PRELOAD:
-        with contextlib.suppress(ImportError):
+        try:
             importlib.import_module(name)
+        except ImportError:
+            pass  # not installed here: its tasks import what they use, as without this module
+        except Exception as exc:  # noqa: BLE001 - a preload is an optimisation: the worker starts regardless
+            log.warning("Not preloaded: %s (%s)", name, exc)
     with contextlib.suppress(Exception):  # compiling nbformat's schema validator is a tenth of a second per task
         from nbformat.validator import get_validator
 
@@ -72,8 +76,12 @@ def preload() -> None:
         from jupyter_client.provisioning import KernelProvisionerFactory
 
         KernelProvisionerFactory.instance()
-    with contextlib.suppress(ImportError):
+    try:
         share_botocore_models()
+    except ImportError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - each task then parses botocore's models itself, as without this
+        log.warning("botocore's models not shared (%s)", exc)
 
 
 def share_botocore_models() -> None:
@@ -110,8 +118,10 @@ def start_launcher() -> None:
     from airflow_notebook_provider.operators.notebook import env_denylist
 
     try:
-        # What a kernel inherits by default: a forked kernel's /proc/self/environ shows the launcher's environment.
-        _launcher, path = launcher.start(env=InheritedEnv(denylist=env_denylist()).apply(os.environ))
+        # What a kernel inherits by default (a forked kernel's /proc/self/environ shows the launcher's environment),
+        # without Airflow's task-context variables, which each task process sets to its own values.
+        env = InheritedEnv(denylist=(*env_denylist(), "AIRFLOW_CTX_*")).apply(os.environ)
+        _launcher, path = launcher.start(env=env)
     except Exception as exc:  # noqa: BLE001 - kernels then start as new processes, as without this module
         log.warning("Kernel launcher not started (%s); notebook kernels start as new processes", exc)
         return

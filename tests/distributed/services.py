@@ -428,7 +428,9 @@ def start_cluster(dags: Path | None = None, workers: tuple[str, ...] = ("worker-
     db = postgres.url
     s3_conn = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
                           "extra": {"endpoint_url": moto.endpoint, "region_name": "us-east-1"}})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
+    # Not this test process's Airflow settings, nor the task context that dag.test() runs of other tests leave in it.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW_CTX_"))}
     env.update({
         "AIRFLOW_HOME": str(base / "home"),
         "PYTHONPATH": str(REPO),

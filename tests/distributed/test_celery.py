@@ -99,10 +99,15 @@ def test_example_dags_run_green_on_both_workers(cluster: Cluster, examples: dict
             hosts.setdefault(ti["hostname"], set()).add(key)
     assert set(hosts) == set(WORKERS), f"outputs per worker: {hosts}"
     # Each worker forked its Python kernels from its kernel launcher (README, "Deploying"), and the task log says so.
+    first = next(ti for ti in cluster.task_instances("example_notebook_daily_report", RUN)
+                 if "Notebook" in (ti["operator"] or ""))
+    task_log = _task_log(cluster, "example_notebook_daily_report", RUN, first["task_id"], first["try_number"])
+    kernel_lines = [line[:300] for line in task_log.splitlines() if "Kernel" in line]
     for worker in cluster.workers.values():
-        assert "forked kernel" in worker.log.read_text(errors="replace"), f"worker {worker.name} forked no kernel"
-    first = next(ti for ti in cluster.task_instances("example_notebook_daily_report", RUN) if "Notebook" in (ti["operator"] or ""))
-    assert "(forked by the worker's kernel launcher)" in _task_log(cluster, "example_notebook_daily_report", RUN, first["task_id"], first["try_number"])
+        text = worker.log.read_text(errors="replace")
+        said = [line for line in text.splitlines() if "launcher" in line.lower() or "preload" in line.lower()]
+        assert "forked kernel" in text, f"worker {worker.name} forked no kernel: {said[-20:]}; task log: {kernel_lines}"
+    assert "(forked by the worker's kernel launcher)" in task_log, kernel_lines
     s3_example = cluster.s3().list_objects_v2(Bucket="analytics", Prefix="runs/example_notebook_s3/").get("Contents", [])
     assert s3_example, "example_notebook_s3 wrote its output to s3://analytics/runs/..."
     _no_kernels(cluster)

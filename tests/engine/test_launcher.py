@@ -233,6 +233,7 @@ def test_a_workers_launcher_shows_its_kernels_none_of_the_workers_secrets(make_n
 
     secret = "postgresql://etl:hunter2@db/warehouse"
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", secret)
+    monkeypatch.setenv("AIRFLOW_CTX_TASK_ID", "the worker's")  # left in a worker's environment; each task sets its own
     monkeypatch.setenv(launcher.ENV_VAR, "")  # none yet; and taken away again after the test
     monkeypatch.setattr(worker, "_launcher", None)
     worker.start_launcher()
@@ -242,6 +243,7 @@ def test_a_workers_launcher_shows_its_kernels_none_of_the_workers_secrets(make_n
         probe = "import os; print(os.getppid(), 'hunter2' in open('/proc/self/environ').read(), 'AIRFLOW_CONN_WAREHOUSE' in os.environ)"
         nb = make_notebook(probe)
         out = tmp_path / "out.ipynb"
+        monkeypatch.setenv("AIRFLOW_CTX_TASK_ID", "this task's")
         run(nb, out, kernels=LocalKernels(InheritedEnv(denylist=("AIRFLOW_CONN_*", "AIRFLOW_VAR_*", "AIRFLOW__*"))))
         assert stream_text(read_nb(out)["cells"][0]) == f"{proc.pid} False False\n"
         run(nb, out, kernels=LocalKernels(InheritedEnv(inherit=False)))
