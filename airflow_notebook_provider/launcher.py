@@ -43,155 +43,14 @@ from typing import Any
 ENV_VAR = "NOTEBOOK_KERNEL_LAUNCHER"
 """The launcher's socket path, set for the worker's task processes by whoever started the launcher."""
 
-CONNECT_TIMEOUT = 10.0
-_HEADER = struct.Struct("!I")
+HEADER = struct.Struct("!I")
+"""A request's length prefix."""
 _MAX_REQUEST = 16 * 1024 * 1024
 _MAX_SOCKET_FOLDER = 90
 # Variables an interpreter reads once, at start: a kernel forked from the launcher has the launcher's values.
 _STARTUP_PREFIXES = ("PYTHON", "LD_")
 # Variables the launcher sets for itself, not taken from its starter.
 _OWN_VARS = frozenset({"SPT_NOENV", "JPY_PARENT_PID"})
-
-
-class LauncherUnavailable(Exception):
-    """The launcher cannot start this kernel (refused, or not answering): start it as a new process instead."""
-
-
-# ------------------------------------------------------------------------------------------------ client side
-
-
-class ForkedKernelProcess:
-    """A kernel forked by the launcher, with the parts of ``subprocess.Popen`` that jupyter_client's
-    ``LocalProvisioner`` and the engine use (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``, ``terminate``).
-
-    It is not this process's child: its exit status comes from the launcher, which reaps it, and it is signalled
-    through a pidfd, which cannot hit another process that reuses the pid. Closing the connection (this object
-    going away with the task process) makes the launcher kill the kernel.
-    """
-
-    stdin = stdout = stderr = None
-
-    def __init__(self, conn: socket.socket, pid: int) -> None:
-        self._conn = conn
-        self.pid = pid
-        self.returncode: int | None = None
-        try:
-            self._pidfd: int | None = os.pidfd_open(pid)
-        except (OSError, AttributeError):
-            self._pidfd = None
-        self._buffer = b""
-
-    def _read_exit(self, timeout: float | None) -> int | None:
-        if self.returncode is not None:
-            return self.returncode
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([self._conn], [], [], left)
-            if not ready:
-                return None
-            chunk = self._conn.recv(4096)
-            if not chunk:  # the launcher is gone: the kernel cannot be tracked any more, so it must not live on
-                self._signal(signal.SIGKILL, group=True)
-                self._finish(-signal.SIGKILL)
-                return self.returncode
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        self._finish(int(json.loads(line)["exit"]))
-        return self.returncode
-
-    def _finish(self, code: int) -> None:
-        self.returncode = code
-        self._conn.close()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-
-    def poll(self) -> int | None:
-        return self._read_exit(0)
-
-    def wait(self, timeout: float | None = None) -> int:
-        code = self._read_exit(timeout)
-        if code is None:
-            raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout or 0)
-        return code
-
-    def _signal(self, signum: int, *, group: bool = False) -> None:
-        if group:
-            try:
-                os.killpg(self.pid, signum)
-                return
-            except (ProcessLookupError, PermissionError):
-                pass
-        if self._pidfd is not None:
-            try:
-                signal.pidfd_send_signal(self._pidfd, signum)
-            except ProcessLookupError:
-                pass
-        elif self.returncode is None:
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def send_signal(self, signum: int) -> None:
-        if self.returncode is None:
-            self._signal(signum)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-
-def check_socket(path: str) -> None:
-    """Refuse a socket this user does not own alone: the request carries the kernel's environment."""
-    folder = os.stat(os.path.dirname(path) or ".")
-    if folder.st_uid != os.getuid() or folder.st_mode & 0o077:
-        raise LauncherUnavailable(f"the kernel launcher's folder {os.path.dirname(path)} is not private to this user")
-
-
-def launch(path: str, argv: list[str], *, env: Mapping[str, str], cwd: str | None) -> ForkedKernelProcess:
-    """Ask the launcher at ``path`` to fork a kernel running ``argv``; raise ``LauncherUnavailable`` if it
-    cannot (the caller then starts the kernel as a new process)."""
-    try:
-        check_socket(path)
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.settimeout(CONNECT_TIMEOUT)
-        conn.connect(path)
-        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-        if uid != os.getuid():
-            conn.close()
-            raise LauncherUnavailable(f"the kernel launcher at {path} runs as another user")
-        body = json.dumps({"argv": argv, "env": dict(env), "cwd": cwd or os.getcwd(),
-                           "umask": _current_umask()}).encode()
-        socket.send_fds(conn, [_HEADER.pack(len(body)) + body], [1, 2])
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = conn.recv(4096)
-            if not chunk:
-                raise LauncherUnavailable(f"the kernel launcher at {path} closed the connection")
-            line += chunk
-    except LauncherUnavailable:
-        raise
-    except OSError as exc:
-        raise LauncherUnavailable(f"the kernel launcher at {path} is not answering ({exc})") from exc
-    answer = json.loads(line)
-    if "pid" not in answer:
-        conn.close()
-        raise LauncherUnavailable(str(answer.get("refused", answer)))
-    conn.settimeout(None)
-    return ForkedKernelProcess(conn, int(answer["pid"]))
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# ------------------------------------------------------------------------------------------------ server side
 
 
 def refusal(argv: list[str], env: Mapping[str, str], startup_env: Mapping[str, str]) -> str | None:
@@ -263,7 +122,7 @@ class Launcher:
                     # the client closed (the task process ended, however it ended): its kernel goes too
                     pid = self.kernels.pop(item)
                     _say(f"the client of kernel {pid} is gone: killing the kernel")
-                    _kill_group(pid)
+                    kill_group(pid)
                     item.close()
             self._reap()
             if self.listener is not None and os.getppid() != self.parent:
@@ -307,15 +166,15 @@ class Launcher:
             if uid != os.getuid():
                 raise ValueError("a client of another user")
             data, fds, _, _ = socket.recv_fds(conn, 65536, 2)
-            while len(data) < _HEADER.size:
+            while len(data) < HEADER.size:
                 more = conn.recv(65536)
                 if not more:
                     raise ValueError("a truncated request")
                 data += more
-            (size,) = _HEADER.unpack_from(data)
+            (size,) = HEADER.unpack_from(data)
             if size > _MAX_REQUEST:
                 raise ValueError("a request too large")
-            body = data[_HEADER.size:]
+            body = data[HEADER.size:]
             while len(body) < size:
                 more = conn.recv(min(65536, size - len(body)))
                 if not more:
@@ -432,7 +291,8 @@ def _say(message: str) -> None:
     print(f"[notebook kernel launcher {os.getpid()}] {message}", file=sys.stderr, flush=True)
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int) -> None:
+    """SIGKILL a kernel's process group (a kernel is a session leader); safe from a signal handler."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

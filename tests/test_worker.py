@@ -3,13 +3,17 @@ runs in ``tests/distributed`` (two real Celery workers); here, the parts one can
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 
 import botocore.session
 import pytest
 
 from airflow_notebook_provider import worker
 from tests.helpers import MotoServer
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_botocore_sessions_share_one_warmed_loader_and_still_reach_s3(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,7 +33,12 @@ def test_botocore_sessions_share_one_warmed_loader_and_still_reach_s3(moto: Moto
 
 
 def test_preload_imports_what_a_notebook_task_needs() -> None:
-    worker.preload()
-    for name in ("airflow_notebook_provider.operators.notebook", "nbclient.client", "jupyter_client.manager",
-                 "IPython", "s3fs"):
-        assert name in sys.modules, name
+    """In a fresh process (a worker before its pool forks), the engine's heavy parts are not there until preload."""
+    probe = ("import sys; from airflow_notebook_provider import worker\n"
+             "names = ['nbclient.client', 'jupyter_client.manager', 'IPython', 's3fs',"
+             " 'airflow_notebook_provider.operators.notebook']\n"
+             "before = [n for n in names if n in sys.modules]; worker.preload()\n"
+             "print(before, [n for n in names if n not in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[] []"

@@ -25,13 +25,14 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_client.provisioning import LocalProvisioner
 from jupyter_core.utils import ensure_async
 
 from airflow_notebook_provider import launcher
 from airflow_notebook_provider.engine import _compat
 from airflow_notebook_provider.engine.errors import NotebookInputError
+from airflow_notebook_provider.engine.forked import ForkedKernelProcess, LaunchingProvisioner
 from airflow_notebook_provider.engine.log import Log
+from airflow_notebook_provider.launcher import kill_group as kill_process_group
 
 DEFAULT_KERNEL = "python3"
 # Kernel starts tried when the kernel process exits before answering (see ``Kernel.start``).
@@ -119,8 +120,11 @@ class Kernel(ABC):
     kc: Any = None
     """Its client, once connected: nbclient executes cells through it."""
     stop_reason: str | None = None
-    how_started: str = ""
-    """Said in the task log after the start time, e.g. "forked by the worker's kernel launcher"."""
+
+    @property
+    def how_started(self) -> str:
+        """Said in the task log after the start time, e.g. "forked by the worker's kernel launcher"."""
+        return ""
 
     @property
     @abstractmethod
@@ -324,8 +328,11 @@ class LocalKernel(Kernel):
         await ensure_async(self.km.start_kernel(extra_arguments=args, env={**inherited, **self.env}, **kwargs))
         proc = _compat.kernel_process(self.km)
         self.pid = getattr(proc, "pid", None) or -1
-        self.how_started = "forked by the worker's kernel launcher" if isinstance(
-            proc, launcher.ForkedKernelProcess) else ""
+
+    @property
+    def how_started(self) -> str:
+        forked = isinstance(_compat.kernel_process(self.km), ForkedKernelProcess)
+        return "forked by the worker's kernel launcher" if forked else ""
 
     async def is_alive(self) -> bool:
         return bool(await ensure_async(self.km.is_alive()))
@@ -378,30 +385,6 @@ class LocalKernel(Kernel):
         self.km = self._manager()
 
 
-class LaunchingProvisioner(LocalProvisioner):
-    """jupyter_client's local provisioner, except that the kernel process is forked by the worker's kernel
-    launcher (``launcher.py``) when it can be, which saves the kernel's imports; otherwise, or if the launcher
-    does not answer, the kernel starts as a new process as usual."""
-
-    def __init__(self, *, socket_path: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.socket_path = socket_path
-
-    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
-        env = kwargs.get("env")
-        cmd = [os.path.expanduser(s) for s in cmd]
-        try:
-            process = await asyncio.to_thread(launcher.launch, self.socket_path, cmd,
-                                              env=os.environ if env is None else env, cwd=kwargs.get("cwd"))
-        except launcher.LauncherUnavailable as exc:
-            logging.getLogger(__name__).info("Kernel started as a new process: %s", exc)
-            return await super().launch_kernel(cmd, **kwargs)
-        self.process = process  # type: ignore[assignment]  # Popen's part that LocalProvisioner uses
-        self.pid = self.pgid = process.pid
-        self.cwd = kwargs.get("cwd") or os.getcwd()
-        return self.connection_info
-
-
 class EarlyKernel:
     """A kernel started before its notebook is at hand, so that it boots while the caller fetches the notebook
     from storage, parses it and picks the output location (a kernel takes about half a second to answer; an S3
@@ -451,14 +434,6 @@ async def reply_to(channel: Any, msg_id: str, timeout: float) -> dict[str, Any] 
         if msg.get("parent_header", {}).get("msg_id") == msg_id:
             return msg
     return None
-
-
-def kill_process_group(pid: int) -> None:
-    """SIGKILL a kernel's process group (a kernel is a session leader); safe from a signal handler."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def describe_exit(code: int | None) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from airflow_notebook_provider import launcher
+from airflow_notebook_provider.engine import forked
 from airflow_notebook_provider.engine.errors import NotebookExecutionError
 from tests.engine.test_runner import run
 from tests.helpers import read_nb, stream_text
@@ -184,8 +185,8 @@ def test_a_socket_in_a_folder_others_can_enter_is_refused(tmp_path: Path) -> Non
     folder = tmp_path / "shared"
     folder.mkdir(mode=0o777)
     folder.chmod(0o777)
-    with pytest.raises(launcher.LauncherUnavailable, match="not private to this user"):
-        launcher.launch(str(folder / "launcher.sock"), [sys.executable, "-m", "ipykernel_launcher"], env={}, cwd=None)
+    with pytest.raises(forked.LauncherUnavailable, match="not private to this user"):
+        forked.launch(str(folder / "launcher.sock"), [sys.executable, "-m", "ipykernel_launcher"], env={}, cwd=None)
 
 
 def test_the_launcher_leaves_when_the_worker_that_started_it_is_gone(tmp_path: Path) -> None:
