@@ -8,7 +8,7 @@ Each kernel it forks is still a new process, in its own session, that runs ``ipy
 run's own arguments, environment, working directory, umask and standard output and error: the notebook sees
 what a kernel started by jupyter_client would see, and nothing of another run's.
 
-What is forked and what is not is decided here, from facts only this process knows: only the kernelspec argv
+What is forked and what is not is decided by the launcher, from facts only it knows (``refusal``): only the kernelspec argv
 ``<this interpreter> -m ipykernel_launcher ...``, and only when the run's interpreter-level variables (``PYTHON*``
 and ``LD_*``, read once when an interpreter starts) equal the launcher's own. Anything else is refused and the
 caller starts the kernel as a new process, as it would without a launcher.
@@ -18,15 +18,20 @@ process exits or dies, the launcher kills the kernel's process group. The launch
 process that started it (the worker) is gone, and exits when its last kernel has exited.
 
 Protocol, over a Unix socket in a folder only this user can enter: the client sends a length-prefixed JSON request
-with its standard output and error as file descriptors (SCM_RIGHTS); the launcher answers one JSON line
-(``{"pid": N}`` or ``{"refused": why}``) and, when the kernel exits, a second one (``{"exit": code}``, negative
-for a signal, as ``subprocess`` says it).
+with its standard output and error as file descriptors (SCM_RIGHTS), within ``REQUEST_DEADLINE`` seconds; the
+launcher answers one JSON line (``{"pid": N}`` or ``{"refused": why}``) and, when the kernel exits, a second one
+(``{"exit": code}``, negative for a signal, as ``subprocess`` says it).
+
+Fork first: the launcher forks a child for each connection as soon as it accepts it, and that child reads the
+request and becomes the kernel or sends the refusal (``launcher_child.py``). So the launcher never holds a run's
+environment (its secrets) in its memory, which every later kernel is forked from, and a client that stalls holds
+only its own child, which is killed at the deadline. The launcher is not dumpable (``supervision.set_dumpable``):
+a kernel of the same user cannot read its environment or memory; each kernel is dumpable, as a new process is.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import select
 import signal
@@ -38,44 +43,45 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from airflow_notebook_provider.launcher_child import (
+    HEADER,
+    REQUEST_DEADLINE,
+    become_kernel,
+    read_request,
+    refusal,
+    send_line,
+    set_title,
+)
+from airflow_notebook_provider.supervision import set_dumpable
+
+__all__ = ["ENV_VAR", "HEADER", "REQUEST_DEADLINE", "Launcher", "kill_group", "refusal", "start"]
 
 ENV_VAR = "NOTEBOOK_KERNEL_LAUNCHER"
 """The launcher's socket path, set for the worker's task processes by whoever started the launcher."""
 
-HEADER = struct.Struct("!I")
-"""A request's length prefix."""
-_MAX_REQUEST = 16 * 1024 * 1024
+_REQUEST_GRACE = 2.0  # after which a child still reading a request is killed by the launcher
+_KERNEL = b"k"  # what a child forked for a request says on its status pipe when it becomes the kernel
 _MAX_SOCKET_FOLDER = 90
-# Variables an interpreter reads once, at start: a kernel forked from the launcher has the launcher's values.
-_STARTUP_PREFIXES = ("PYTHON", "LD_")
-# Variables the launcher sets for itself, not taken from its starter.
-_OWN_VARS = frozenset({"SPT_NOENV", "JPY_PARENT_PID"})
+# Room for a kernel's command line in ``ps``: the title of a process fits in its original argv's memory (with
+# SPT_NOENV, setproctitle leaves /proc/PID/environ alone), so the launcher starts with this much of it.
+_TITLE_ROOM = 512
 
 
-def refusal(argv: list[str], env: Mapping[str, str], startup_env: Mapping[str, str]) -> str | None:
-    """Why a kernel with this argv and environment cannot be forked from this launcher, or None if it can.
+@dataclass
+class _Pending:
+    """A request being read by the child forked for it, which says on ``status`` whether it becomes a kernel."""
 
-    A forked kernel carries the launcher's start-up environment twice over: in what its interpreter read when it
-    started (``PYTHON*``, ``LD_*``) and in ``/proc/self/environ``, which shows the environment a process was
-    started with. So the run's environment must hold all of the launcher's, unchanged, and no interpreter
-    variable of its own: then a forked kernel can see nothing a new process would not have.
-    """
-    if len(argv) < 3 or argv[1:3] != ["-m", "ipykernel_launcher"]:
-        return "not an ipykernel kernelspec (`python -m ipykernel_launcher ...`)"
-    if os.path.realpath(argv[0]) != os.path.realpath(sys.executable):
-        return f"another interpreter ({argv[0]}; the launcher runs {sys.executable})"
-    missing = sorted(k for k, v in startup_env.items() if k not in _OWN_VARS and env.get(k) != v)
-    if missing:
-        return f"the run's environment lacks or changes the launcher's ({', '.join(missing)})"
-    extra = sorted(k for k in env if k.startswith(_STARTUP_PREFIXES) and k not in startup_env)
-    if extra:
-        return f"interpreter settings differ from the launcher's ({', '.join(extra)})"
-    return None
+    conn: socket.socket
+    pid: int
+    deadline: float
 
 
 class Launcher:
-    """The server: accepts requests, forks kernels, reaps them, and reports their exits."""
+    """The server: accepts connections, forks a child for each (which reads the request and becomes the kernel),
+    tracks the kernels, and reports their exits. It never reads a request itself (``_child``)."""
 
     def __init__(self, path: str, *, parent: int | None = None, startup_env: Mapping[str, str] | None = None) -> None:
         self.path = path
@@ -90,6 +96,7 @@ class Launcher:
         os.chmod(path, 0o600)
         self.listener.listen(64)
         self.kernels: dict[socket.socket, int] = {}  # connection -> kernel pid
+        self.pending: dict[int, _Pending] = {}  # read end of the child's status pipe -> its request
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
@@ -99,8 +106,8 @@ class Launcher:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         for name in ("SIGTERM", "SIGINT", "SIGHUP"):  # a deploy's signals go to the worker; running kernels finish
             signal.signal(getattr(signal, name), signal.SIG_IGN)
-        while self.listener is not None or self.kernels:
-            readers: list[Any] = [self.wake_r, *self.kernels]
+        while self.listener is not None or self.kernels or self.pending:
+            readers: list[Any] = [self.wake_r, *self.kernels, *self.pending]
             if self.listener is not None:
                 readers.append(self.listener)
             ready, _, _ = select.select(readers, [], [], 1.0)
@@ -113,6 +120,8 @@ class Launcher:
                             os.read(self.wake_r, 512)
                         except BlockingIOError:
                             break
+                elif item in self.pending:
+                    self._answer(item)
                 elif item in self.kernels:
                     try:
                         if item.recv(4096):  # clients send nothing after their request: ignore it
@@ -124,6 +133,11 @@ class Launcher:
                     _say(f"the client of kernel {pid} is gone: killing the kernel")
                     kill_group(pid)
                     item.close()
+            now = time.monotonic()
+            for status, late in [(k, p) for k, p in self.pending.items() if now > p.deadline + _REQUEST_GRACE]:
+                _say(f"request {late.pid} not read by its deadline: killing it")  # its own deadline failed
+                self._kill(late.pid)
+                self._drop(status)
             self._reap()
             if self.listener is not None and os.getppid() != self.parent:
                 self._stop_listening()
@@ -145,145 +159,112 @@ class Launcher:
                 return
             if pid == 0:
                 return
+            for fd, pending in list(self.pending.items()):
+                if pending.pid == pid:  # what it said before it exited, first
+                    self._answer(fd)
             code = os.waitstatus_to_exitcode(status)
-            _say(f"kernel {pid} exited with {code}")
             for conn, kernel in list(self.kernels.items()):
                 if kernel == pid:
+                    _say(f"kernel {pid} exited with {code}")
                     del self.kernels[conn]
-                    try:
-                        conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
-                    except OSError:
-                        pass
+                    send_line(conn, {"exit": code})
                     conn.close()
 
     def _accept(self) -> None:
+        """Fork a child for the connection at once: a slow client holds only its own child, never this process,
+        and the request (the run's environment) is read into the child's memory, never into this one's, which
+        every later kernel is forked from."""
         assert self.listener is not None
-        conn, _ = self.listener.accept()
-        fds: list[int] = []
         try:
-            conn.settimeout(5.0)
+            conn, _ = self.listener.accept()
             uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-            if uid != os.getuid():
-                raise ValueError("a client of another user")
-            data, fds, _, _ = socket.recv_fds(conn, 65536, 2)
-            while len(data) < HEADER.size:
-                more = conn.recv(65536)
-                if not more:
-                    raise ValueError("a truncated request")
-                data += more
-            (size,) = HEADER.unpack_from(data)
-            if size > _MAX_REQUEST:
-                raise ValueError("a request too large")
-            body = data[HEADER.size:]
-            while len(body) < size:
-                more = conn.recv(min(65536, size - len(body)))
-                if not more:
-                    raise ValueError("a truncated request")
-                body += more
-            request = json.loads(body)
-            why = refusal(list(request["argv"]), request["env"], self.startup_env)
-            if why is not None or len(fds) != 2:
-                conn.sendall(json.dumps({"refused": why or "no standard output and error"}).encode() + b"\n")
-                conn.close()
-                return
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:
-                self._become_kernel(request, fds, conn)  # never returns
-            conn.settimeout(None)
-            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-            self.kernels[conn] = pid
-            _say(f"forked kernel {pid} in {request['cwd']}")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            try:
-                conn.sendall(json.dumps({"refused": f"bad request: {exc}"}).encode() + b"\n")
-            except OSError:
-                pass
+        except OSError as exc:  # the client left at once, or no file descriptor left: the others go on
+            _say(f"cannot accept a connection ({exc})")
+            return
+        if uid != os.getuid():
+            send_line(conn, {"refused": "a client of another user"})
             conn.close()
-        finally:
-            for fd in fds:
+            return
+        deadline = time.monotonic() + REQUEST_DEADLINE
+        status_r, status_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _say(f"cannot fork ({exc})")
+            send_line(conn, {"refused": f"the launcher cannot fork ({exc})"})
+            for fd in (status_r, status_w):
                 os.close(fd)
+            conn.close()
+            return
+        if pid == 0:
+            os.close(status_r)
+            self._child(conn, status_w, deadline)  # never returns
+        os.close(status_w)
+        self.pending[status_r] = _Pending(conn, pid, deadline)
 
-    def _become_kernel(self, request: dict[str, Any], fds: list[int], conn: socket.socket) -> None:
-        """In the forked child: shed the launcher, take the run's settings, and run ``ipykernel_launcher``."""
+    def _answer(self, status: int) -> None:
+        """The child forked for a request has read it: answer the client with its pid if it became a kernel (then
+        watch the client), or leave the answer to the child, which sent its refusal itself."""
+        pending = self.pending[status]
+        said = os.read(status, 1)
+        self._drop(status, close=said != _KERNEL)
+        if said != _KERNEL:
+            return
+        if send_line(pending.conn, {"pid": pending.pid}):
+            self.kernels[pending.conn] = pending.pid
+            _say(f"forked kernel {pending.pid}")
+        else:  # the client is gone (or stalls): nobody would track this kernel
+            _say(f"the client of kernel {pending.pid} is gone before its answer: killing the kernel")
+            self._kill(pending.pid)
+            pending.conn.close()
+
+    def _drop(self, status: int, *, close: bool = True) -> None:
+        pending = self.pending.pop(status)
+        os.close(status)
+        if close:
+            pending.conn.close()
+
+    def _child(self, conn: socket.socket, status: int, deadline: float) -> None:
+        """In the child forked for one connection: read the request by ``deadline``, then refuse it or become the
+        kernel. Exits, never returns."""
         code = 1
         try:
+            os.setsid()  # its own process group from the start: the launcher kills it with the group
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
-            for other in [conn, *self.kernels]:
+            for other in [*self.kernels, *(p.conn for p in self.pending.values())]:
                 other.close()
+            for fd in (*self.pending, self.wake_r, self.wake_w):
+                os.close(fd)
             if self.listener is not None:
                 self.listener.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
-            os.setsid()
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.close(null)
-            os.dup2(fds[0], 1)
-            os.dup2(fds[1], 2)
-            os.umask(int(request["umask"]))
-            os.chdir(request["cwd"])
-            os.environ.clear()
-            os.environ.update(request["env"])
-            for name, value in self.added_env.items():
-                os.environ.setdefault(name, value)
-            os.environ["JPY_PARENT_PID"] = str(os.getppid())  # ipykernel exits if the launcher dies
-            if sys.path and sys.path[0] == self.path_entry:
-                sys.path[0] = os.getcwd()  # as `python -m` would have it; ipykernel_launcher takes it out
-            argv = list(request["argv"])
-            import runpy
-
-            sys.argv = [argv[2], *argv[3:]]
-            _set_title(" ".join(argv))  # `ps` shows a kernel, not a second launcher
-            runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
-            code = 0
-            _join_control_thread()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:  # noqa: BLE001 - a kernel that cannot start says why on its stderr, then exits
-            import traceback
-
-            traceback.print_exc()
+            try:
+                request, fds = read_request(conn, deadline)
+                why = refusal(list(request["argv"]), request["env"], self.startup_env)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                request, fds, why = {}, [], f"bad request: {exc}"
+            if why is not None or len(fds) != 2:
+                send_line(conn, {"refused": why or "no standard output and error"})
+                code = 0
+                return
+            conn.close()
+            os.write(status, _KERNEL)  # the launcher answers the client and watches it from now on
+            os.close(status)
+            become_kernel(request, fds, added_env=self.added_env, path_entry=self.path_entry)
         finally:
-            try:  # what the interpreter does at exit, in its order, short of tearing its modules down
-                import atexit
+            os._exit(code)
 
-                shutdown = getattr(threading, "_shutdown", None)
-                if shutdown is not None:  # joins the kernel's threads: its atexit handler closes their channels
-                    shutdown()
-                atexit._run_exitfuncs()
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-
-
-# Room for a kernel's command line in ``ps``: the title of a process fits in its original argv's memory (with
-# SPT_NOENV, setproctitle leaves /proc/PID/environ alone), so the launcher starts with this much of it.
-_TITLE_ROOM = 512
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-    except ImportError:
-        return
-    setproctitle.setproctitle(title)
-
-
-def _join_control_thread(timeout: float = 5.0) -> None:
-    """Let ipykernel's control thread finish the shutdown request it is answering before the kernel's exit
-    handler closes the IOPub thread that this answer still flushes through (ipykernel 7 joins the control thread
-    after stopping IOPub; a new kernel process reaches that point late enough, a forked one does not)."""
-    from ipykernel.kernelapp import IPKernelApp
-
-    if IPKernelApp.initialized():
-        thread = getattr(IPKernelApp.instance(), "control_thread", None)
-        if thread is not None and thread.is_alive():
-            thread.join(timeout)
+    @staticmethod
+    def _kill(pid: int) -> None:
+        """A child of this process, and its process group (an unreaped child's pid cannot be another's)."""
+        kill_group(pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _say(message: str) -> None:
@@ -355,7 +336,9 @@ def main(argv: list[str]) -> None:
     if not 1 <= len(argv) <= 2:
         raise SystemExit("usage: python -m airflow_notebook_provider.launcher SOCKET_PATH [TITLE_ROOM]")
     path = argv[0]
-    _set_title(f"{sys.executable} -m airflow_notebook_provider.launcher {path}")
+    # Kernels run as this user: none may read this process's environment or memory (README, "Security model").
+    set_dumpable(False)
+    set_title(f"{sys.executable} -m airflow_notebook_provider.launcher {path}")
     # Read by ipykernel when imported (a trait's default): the kernels' parent is this process.
     os.environ["JPY_PARENT_PID"] = str(os.getpid())
     startup_env = dict(os.environ)

@@ -19,6 +19,7 @@ notebook with a banner saying why. As an orphan can no longer report anything, t
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import select
@@ -141,8 +142,33 @@ def _exit_later(seconds: float, log: Any) -> None:
 
 
 def watch_supervisor(stop: Callable[[str], None], *, log: Any = log) -> SupervisorWatch:
-    """Start watching this process's supervisor; see ``SupervisorWatch``."""
+    """Start watching this process's supervisor (see ``SupervisorWatch``), and hide this task process from the
+    kernel it is about to start (``set_dumpable``): the operator calls this before any kernel starts."""
+    set_dumpable(False)
     return SupervisorWatch(stop, log=log).start()
+
+
+# -- what a kernel of the same user can read of this process ---------------------------------------------------
+
+_PR_SET_DUMPABLE = 4
+
+
+def set_dumpable(dumpable: bool) -> bool:
+    """Set this process's "dumpable" flag (Linux ``prctl(PR_SET_DUMPABLE)``); False where there is none.
+
+    A process that is not dumpable cannot be read by another process of the same user that lacks
+    ``CAP_SYS_PTRACE``: its ``/proc/PID/environ``, ``/proc/PID/mem``, ``maps`` and ``fd`` are refused, and it
+    cannot be attached with ptrace. The task process, the Celery worker and the kernel launcher hold the worker's
+    secrets (``AIRFLOW_CONN_*``...) that the kernel's denylist keeps out of the kernel's environment; a kernel runs
+    as the same user, and without this it reads them from its parents. The flag is inherited by ``fork()`` and
+    reset by ``execve()``, so a kernel started as a new process is dumpable as usual. It stops nothing against
+    root, or a kernel running as root (``CAP_SYS_PTRACE``); README, "Security model".
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return False
+    return bool(prctl(_PR_SET_DUMPABLE, int(dumpable), 0, 0, 0) == 0)
 
 
 # -- where outputs go under a distributed executor -------------------------------------------------------------

@@ -10,7 +10,9 @@ task costs. Turned on with one setting on the workers (README, "Deploying")::
     AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=airflow_notebook_provider.worker.CELERY_CONFIG
 
 Nothing changes for the notebook: each run still gets a new kernel process of its own, with its own environment;
-a kernelspec that the launcher cannot fork (another interpreter or language) starts as usual.
+a kernelspec that the launcher cannot fork (another interpreter or language) starts as usual. The worker's processes
+are made non-dumpable (``supervision.set_dumpable``), so that a kernel of the same user cannot read the worker's
+secrets in their ``/proc/PID/environ`` or memory.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CON
 from celery import signals
 
 from airflow_notebook_provider import launcher
+from airflow_notebook_provider.supervision import set_dumpable
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,10 @@ def start_launcher() -> None:
 
 @signals.worker_init.connect
 def _on_worker_init(**_: Any) -> None:
+    # The worker's environment holds its secrets (AIRFLOW_CONN_*...), which a kernel, running as this user, must not
+    # read in /proc/PID/environ or memory: the pool processes, task supervisors and task processes forked from here
+    # inherit the flag (README, "Security model").
+    set_dumpable(False)
     preload()
     start_launcher()
     gc.freeze()  # the preloaded objects stay shared with the pool's processes (Airflow unfreezes when ready)

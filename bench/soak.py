@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(cluster.base, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
     out = REPO / "bench" / "results" / f"soak-{results['tasks_per_phase']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)  # bench/results/ is not in a fresh clone
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written {out}")
     return 0

@@ -124,33 +124,46 @@ def check_socket(path: str) -> None:
 
 def launch(path: str, argv: list[str], *, env: Mapping[str, str], cwd: str | None) -> ForkedKernelProcess:
     """Ask the launcher at ``path`` to fork a kernel running ``argv``; raise ``LauncherUnavailable`` if it
-    cannot (the caller then starts the kernel as a new process)."""
+    cannot (the caller then starts the kernel as a new process). The whole exchange has one deadline,
+    ``CONNECT_TIMEOUT`` seconds, however the launcher answers."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no answer within {CONNECT_TIMEOUT:.0f} s")
+        return remaining
+
     try:
         check_socket(path)
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.settimeout(CONNECT_TIMEOUT)
-        conn.connect(path)
-        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-        if uid != os.getuid():
+        try:
+            conn.settimeout(left())
+            conn.connect(path)
+            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+            if uid != os.getuid():
+                raise LauncherUnavailable(f"the kernel launcher at {path} runs as another user")
+            body = json.dumps({"argv": argv, "env": dict(env), "cwd": cwd or os.getcwd(),
+                               "umask": _current_umask()}).encode()
+            conn.settimeout(left())
+            socket.send_fds(conn, [HEADER.pack(len(body)) + body], [1, 2])
+            line = b""
+            while not line.endswith(b"\n"):
+                conn.settimeout(left())
+                chunk = conn.recv(4096)
+                if not chunk:
+                    raise LauncherUnavailable(f"the kernel launcher at {path} closed the connection")
+                line += chunk
+            answer = json.loads(line)
+            if "pid" not in answer:
+                raise LauncherUnavailable(str(answer.get("refused", answer)))
+        except BaseException:
             conn.close()
-            raise LauncherUnavailable(f"the kernel launcher at {path} runs as another user")
-        body = json.dumps({"argv": argv, "env": dict(env), "cwd": cwd or os.getcwd(),
-                           "umask": _current_umask()}).encode()
-        socket.send_fds(conn, [HEADER.pack(len(body)) + body], [1, 2])
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = conn.recv(4096)
-            if not chunk:
-                raise LauncherUnavailable(f"the kernel launcher at {path} closed the connection")
-            line += chunk
+            raise
     except LauncherUnavailable:
         raise
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise LauncherUnavailable(f"the kernel launcher at {path} is not answering ({exc})") from exc
-    answer = json.loads(line)
-    if "pid" not in answer:
-        conn.close()
-        raise LauncherUnavailable(str(answer.get("refused", answer)))
     conn.settimeout(None)
     return ForkedKernelProcess(conn, int(answer["pid"]))
 

@@ -9,11 +9,14 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -255,10 +258,11 @@ def test_a_workers_launcher_shows_its_kernels_none_of_the_workers_secrets(make_n
 
 
 PROBE = textwrap.dedent("""\
-    import json, os, signal, sys
+    import ctypes, json, os, signal, sys
     mask = os.umask(0); os.umask(mask)
     ip = get_ipython()
     print(json.dumps({
+        "dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),  # PR_GET_DUMPABLE: the launcher is not, a kernel is
         "env": {k: v for k, v in os.environ.items() if k not in ("JPY_PARENT_PID", "PYTEST_CURRENT_TEST")},
         "path": sys.path, "cwd": os.getcwd(), "umask": mask, "argv0": sys.argv[0],
         "modules": sorted(m for m in sys.modules if not m.startswith(("airflow_notebook_provider", "setproctitle", "gc"))),
@@ -303,3 +307,120 @@ def test_forked_kernels_exit_by_themselves_when_asked(kernel_launcher: Launched,
         time.sleep(0.1)
     exits = re.findall(r"exited with (-?\d+)", kernel_launcher.log.read_text())
     assert exits == ["0"] * 12, kernel_launcher.log.read_text()
+
+
+def memory_scan(*secrets: str) -> str:
+    """A cell that looks for each of ``secrets`` in its kernel's own writable memory (/proc/self/maps and
+    /proc/self/mem) and prints ``found: [regions]``. The cell holds each secret's two halves apart, never the secret
+    itself, so only a real copy (of an earlier run's request, say) is found."""
+    halves = [(s[:len(s) // 2].encode(), s[len(s) // 2:].encode()) for s in secrets]
+    return textwrap.dedent(f"""\
+        HALVES = {halves!r}
+        found = []
+        with open('/proc/self/maps') as maps:
+            regions = maps.read().splitlines()
+        with open('/proc/self/mem', 'rb', buffering=0) as mem:
+            for line in regions:
+                addr, perms, *rest = line.split()
+                name = rest[3] if len(rest) > 3 else ''
+                if not perms.startswith('r') or ('w' not in perms and name and not name.startswith('[')) \\
+                        or name in ('[vvar]', '[vsyscall]', '[vvar_vclock]'):
+                    continue
+                start, end = (int(x, 16) for x in addr.split('-'))
+                try:
+                    mem.seek(start)
+                    data = mem.read(end - start)
+                except (OSError, ValueError, OverflowError):
+                    continue
+                for i, (a, b) in enumerate(HALVES):
+                    at = data.find(a)
+                    while at >= 0:
+                        if data[at + len(a):at + len(a) + len(b)] == b:
+                            found.append(f'secret {{i}} in {{line}}')
+                            break
+                        at = data.find(a, at + 1)
+                del data
+        print('found:', found[:5])
+    """)
+
+
+SECRET_SIZES = (16, 24, 40, 60, 100, 150, 250, 400, 700, 1000, 3000)
+"""Secret parameters of many sizes: what is freed by the launcher lands in many of its allocator's bins, and some
+are not reused by a later kernel's own start."""
+
+
+def test_a_forked_kernel_holds_nothing_of_an_earlier_runs_request(kernel_launcher: Launched, make_notebook, tmp_path: Path) -> None:
+    """Finding 1: the launcher forks every kernel from its own memory, so it must never have read a run's request
+    (its environment holds the run's ``NOTEBOOK_SECRET_*``): a later kernel scanning its memory finds no copy."""
+    values = {f"NOTEBOOK_SECRET_S{n}": ("s" + secrets.token_hex(n))[:n] for n in SECRET_SIZES}
+    uses = make_notebook("import os; print(sum(k.startswith('NOTEBOOK_SECRET_') for k in os.environ))", name="uses.ipynb")
+    for i in range(3):  # three runs of "DAG A", each with the secrets in its kernel's environment
+        run(uses, tmp_path / f"a-{i}.ipynb", env=values)
+        assert stream_text(read_nb(tmp_path / f"a-{i}.ipynb")["cells"][0]) == f"{len(values)}\n"
+    scan = make_notebook(memory_scan(*values.values()), name="scan.ipynb")
+    out = tmp_path / "scan.ipynb"
+    run(scan, out)  # "DAG B", later, on the same launcher
+    assert kernel_launcher.forks() == 4
+    assert stream_text(read_nb(out)["cells"][0]) == "found: []\n"
+
+
+def _drip(path: str, sent: threading.Event, stop: threading.Event, said: list[bytes]) -> None:
+    """A client that announces a large request and sends it one byte a second, until the launcher hangs up or
+    ``stop`` is set; what the launcher answered goes to ``said``."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(path)
+    conn.settimeout(1.0)
+    try:
+        socket.send_fds(conn, [launcher.HEADER.pack(100_000) + b"{"], [1, 2])
+        sent.set()
+        while not stop.is_set():
+            try:
+                answer = conn.recv(4096)
+            except TimeoutError:
+                conn.sendall(b" ")
+                continue
+            said.append(answer)
+            if not answer:
+                return
+    except OSError as exc:  # the launcher hung up while this client was sending
+        said.append(repr(exc).encode())
+    finally:
+        conn.close()
+
+
+def test_a_slow_client_delays_no_other_and_leaves_no_kernel(kernel_launcher: Launched, make_notebook, tmp_path: Path) -> None:
+    """Finding 5: a client that sends its request a byte at a time holds only itself: another task gets its
+    forked kernel meanwhile, the slow one is cut off at the request deadline, and no kernel is left untracked."""
+    sent, stop, said = threading.Event(), threading.Event(), []
+    dripper = threading.Thread(target=_drip, args=(kernel_launcher.path, sent, stop, said), daemon=True)
+    dripper.start()
+    try:
+        assert sent.wait(30), said  # the slow request is first in the launcher's queue
+        nb = make_notebook("print('hello')")
+        _, rec = run(nb, tmp_path / "out.ipynb")
+        assert stream_text(read_nb(tmp_path / "out.ipynb")["cells"][0]) == "hello\n"
+        started = [m for _, m in rec.records if "Kernel started" in m or "forked" in m]
+        assert any("forked by the worker's kernel launcher" in m for m in started), started
+        dripper.join(timeout=60)  # the launcher ends the slow request at its deadline, whatever the client does
+        assert not dripper.is_alive(), "the launcher still waits for the slow client's request"
+        assert said and b"within" in b"".join(said), said
+    finally:
+        stop.set()
+        dripper.join(timeout=10)
+
+
+def test_a_client_gone_before_its_answer_leaves_no_kernel(kernel_launcher: Launched, tmp_path: Path) -> None:
+    """Finding 5: a task process that dies between its request and the answer (here: closes at once) must not
+    leave a kernel nobody tracks; the launcher kills it (the fixture checks that none is left)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    body = json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", str(tmp_path / "kernel.json")],
+                       "env": env, "cwd": str(tmp_path), "umask": 0o022}).encode()
+    for _ in range(3):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(kernel_launcher.path)
+        socket.send_fds(conn, [launcher.HEADER.pack(len(body)) + body], [1, 2])
+        conn.close()
+    deadline = time.monotonic() + 30
+    while kernel_launcher.log.read_text().count("is gone") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kernel_launcher.log.read_text().count("is gone") == 3, kernel_launcher.log.read_text()
