@@ -128,5 +128,7 @@ def test_find_files_keeps_to_regular_files_inside_the_folder(tmp_path: Path) -> 
     os.mkfifo(root / "a" / "fifo.txt")
     (tmp_path / "secret.txt").write_text("s")
     os.symlink(tmp_path, root / "a" / "escape")
-    files, skipped = find_files(root, ["a/*.txt", "a/**/*.txt", "**/secret.txt"], max_bytes=2)
-    assert [f.path for f in files] == ["a/1.txt"] and skipped == ["a/2.txt"]
+    found = find_files(root, ["a/*.txt", "a/**/*.txt", "**/secret.txt"], max_bytes=2)
+    assert [f.path for f in found.files] == ["a/1.txt"] and found.skipped == ["a/2.txt"]
+    assert ("a/fifo.txt", "a FIFO, not a regular file") in found.refused
+    assert all(path.startswith("a/escape/") for path, _ in found.refused if path != "a/fifo.txt")
