@@ -2,9 +2,9 @@
 instructions.
 
 Anyone who can write a task's output location or its XComs can hand a user a notebook. So the command prints its
-text only through ``echo`` (control characters escaped), reads secrets only from ``NOTEBOOK_SECRET_<name>``
-variables, runs a recorded input only when it is an absolute local path and the user said yes, and names the files
-it writes so that they stay in the folder the user chose.
+text only through ``echo`` (control characters and the invisible characters that reorder or hide text escaped),
+reads secrets only from ``NOTEBOOK_SECRET_<name>`` variables, runs a recorded input only when it is an absolute
+local path and the user said yes, and names the files it writes so that they stay in the folder the user chose.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ MAX_NAME_BYTES = 200
 
 
 def echo(text: object = "", *, err: bool = False, end: str = "\n") -> None:
-    """Print ``text`` (stdout, or stderr with ``err``) with every control character escaped: the one way out."""
+    """Print ``text`` (stdout, or stderr with ``err``) with every control and invisible character escaped
+    (``printable``): the one way out."""
     stream: TextIO = sys.stderr if err else sys.stdout
     stream.write(printable(text) + end)
     stream.flush()

@@ -29,7 +29,7 @@ from airflow_notebook_provider.engine.errors import (
     NotebookStorageError,
     ParameterError,
 )
-from airflow_notebook_provider.engine.introspect import NotIntrospectable, declared_parameters
+from airflow_notebook_provider.engine.introspect import NotIntrospectable, UnreadableParametersCell, declared_parameters
 from airflow_notebook_provider.engine.kernel import (
     DEFAULT_KERNEL,
     EarlyKernel,
@@ -153,6 +153,9 @@ class NotebookRun:
             return
         try:
             declared = declared_parameters(self.nb, self.language or "python")
+        except UnreadableParametersCell as exc:  # the kernel will say the same at that cell: say it first
+            self.log.warning("%s: %s.", self.input_path, exc)
+            return
         except NotIntrospectable as exc:
             self.log.debug("Declared parameters not checked: %s", exc)
             return

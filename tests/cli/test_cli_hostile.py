@@ -368,3 +368,94 @@ def test_escape_sequences_from_a_notebook_are_printed_inert(tmp_path: Path) -> N
     assert proc.returncode == 2
     assert_inert(proc, "rerun")
     assert "label=" in proc.stderr
+
+
+# -- invisible and reordering characters are shown as escapes -------------------------------------------------------
+
+INVISIBLE = ("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\u200e\u200f\u2028\u2029"
+             "\ufeff\u061c\u180e")
+"""Bidi embeddings, overrides and isolates, zero-width characters, line and paragraph separators, BOM: they
+reorder or hide text on a terminal (``Trojan Source``), so a command shows them as ``\\u202e``."""
+
+
+def assert_visible(proc: subprocess.CompletedProcess[str], what: str) -> None:
+    found = [f"U+{ord(ch):04X}" for ch in INVISIBLE if ch in shown(proc)]
+    assert not found, f"{what} printed {found} raw: {shown(proc)!r}"
+
+
+def test_bidi_and_zero_width_characters_are_printed_as_escapes(tmp_path: Path) -> None:
+    """An error and a parameter carrying every such character, run for real, then inspected."""
+    notebook = write_nb(
+        tmp_path / "trojan.ipynb",
+        "#parameters\nlabel = ''  # the label\u202e reversed",
+        "print(label)",
+        f"raise RuntimeError('access ' + ''.join(map(chr, {[ord(c) for c in INVISIBLE]})) + ' denied')",
+    )
+    out = tmp_path / "out.ipynb"
+    proc = cli("run", str(notebook), "-o", str(out), "-p", "label", "admin\u202e\u2066user\u200b")
+    assert proc.returncode == 1, shown(proc)
+    assert_visible(proc, "run")
+    escapes = "".join(f"\\u{ord(ch):04x}" for ch in INVISIBLE)
+    assert f"access {escapes} denied" in proc.stderr, proc.stderr
+    data = read_nb(out)
+    assert data["metadata"]["papermill"]["parameters"]["label"] == "admin\u202e\u2066user\u200b"  # kept as it is
+
+    proc = cli("inspect", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert_visible(proc, "inspect")
+    assert f"access {escapes} denied" in proc.stdout and "\\u202e" in proc.stdout, proc.stdout
+    assert "admin\\u202e\\u2066user" in proc.stdout, proc.stdout
+
+    for args in (("inspect", str(out), "--json"), ("pull", str(out)), ("params", str(notebook))):
+        proc = cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert_visible(proc, " ".join(args[:1] + args[2:]))
+    assert "the label\\u202e reversed" in cli("params", str(notebook)).stdout
+
+    proc = cli("rerun", str(out), "-o", str(tmp_path / "rerun.ipynb"))
+    assert proc.returncode == 2
+    assert_visible(proc, "rerun")
+
+
+# -- a parameters cell shaped to break the reader -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("source", "why"), [
+    ("x = " + "-" * 200_000 + "1", "nested too deeply"),
+    ("x = " + "[" * 100_000 + "]" * 100_000, "not valid Python"),
+    ("x = f" + "()" * 100_000, "nested too deeply"),
+], ids=["200k unary minus", "100k brackets", "100k calls"])
+def test_params_of_a_pathological_cell_says_which_cell_and_what_to_do(tmp_path: Path, source: str, why: str) -> None:
+    notebook = write_nb(tmp_path / "odd.ipynb", "import os", "#parameters\n" + source, "print(x)")
+    proc = cli("params", str(notebook))
+    assert proc.returncode == 2, shown(proc)
+    assert "Traceback" not in proc.stderr and "RecursionError" not in proc.stderr
+    assert f"{notebook}: the parameters cell (cell 2)" in proc.stderr and why in proc.stderr, proc.stderr
+    assert len(proc.stderr) < 2000  # the message, not the cell
+
+
+def test_params_of_a_huge_string_default(tmp_path: Path) -> None:
+    big = "ab" * 2_500_000
+    notebook = write_nb(tmp_path / "big.ipynb", f"#parameters\nx = '{big}'  # a big default\nn = 3")
+    proc = cli("params", str(notebook), "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)["parameters"]
+    assert [(p["name"], p["type"], p["help"]) for p in got] == [("x", "str", "a big default"), ("n", "int", "")]
+    assert got[0]["value"] == big
+
+
+def test_every_invisible_character_python_knows_is_escaped(capsys) -> None:
+    """The escaped set is written out as ranges (the command starts fast); checked here against the Unicode
+    database of the Python running the tests: every format character, line and paragraph separator and lone
+    surrogate comes out as an escape, and ordinary text (accents, CJK, emoji) as it is."""
+    import unicodedata
+
+    from airflow_notebook_provider.cli.untrusted import echo
+
+    hidden = [chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) in ("Cf", "Zl", "Zp", "Cs")]
+    echo("".join(hidden))
+    out = capsys.readouterr().out
+    assert not [f"U+{ord(ch):04X}" for ch in hidden if ch in out]
+    assert "\\u202e" in out and "\\U000e0041" in out
+    echo("façade 数据 🙂 naïve")
+    assert capsys.readouterr().out == "façade 数据 🙂 naïve\n"

@@ -126,8 +126,9 @@ def test_refusals_name_the_problem() -> None:
             translator_for("R").codify({"d": {key: 1}})
         with pytest.raises(ParameterError, match="non-empty string"):
             translator_for("octave").codify({"d": {key: 1}})
-    for name in ("PS1", "PROMPT_COMMAND", "UID"):
-        with pytest.raises(ParameterError, match="read-only or bash_kernel needs"):
+    for name, why in (("PS1", "hangs the kernel"), ("PROMPT_COMMAND", "run before each prompt"), ("UID", "read-only"),
+                      ("PS0", "run before each command")):
+        with pytest.raises(ParameterError, match=f"bash treats {name} specially: .*{why}.*rename the parameter"):
             translator_for("bash").codify({name: "x"})
 
 
