@@ -13,10 +13,13 @@ The tombstone: an attempt's ``.record.json`` is not deleted but rewritten as a f
 location and add ``removed_by_retention`` (date, command, files, bytes), so the viewer says "removed by retention
 on <date>" instead of "not found". Tombstones are never removed.
 
-Safety: ``output_base`` is resolved once; nothing is followed out of it. Symbolic links are removed as links
-(their targets are never read, listed or deleted), a record pointing outside ``output_base`` has only the record
-rewritten, and every path is checked to lie under ``output_base`` before it is touched. Local ``output_base``
-only: for object storage, a bucket lifecycle rule does this job better.
+Safety: ``output_base`` is resolved and opened once; nothing is followed out of it. Every entry is read, removed
+or rewritten through folder descriptors opened from it with ``O_NOFOLLOW`` (``retention_fs``), so a folder swapped
+for a link after the walk stops the removal instead of redirecting it. Symbolic links are removed as links (their
+targets are never read, listed or deleted). A record claims only a notebook (a regular ``.ipynb`` file under
+``output_base`` that belongs to no attempt), never another attempt's files or record; a record pointing elsewhere
+has only the record rewritten. Records (tombstones) are never removed. Local ``output_base`` only: for object
+storage, a bucket lifecycle rule does this job better.
 """
 
 from __future__ import annotations
@@ -25,15 +28,15 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_notebook_provider.engine.storage import is_url, local_path, write_atomic
+from airflow_notebook_provider.engine.storage import is_url, local_path
+from airflow_notebook_provider.retention_fs import OutputBase
 
 RECORD_SUFFIX = ".record.json"  # outputs.RECORD_SUFFIX (not imported: outputs imports Airflow)
 REMOVED_KEY = "removed_by_retention"
@@ -100,7 +103,7 @@ class CleanResult:
         if self.kept_failed:
             text += f"; {self.kept_failed} failed attempts kept (--keep-failed)"
         if self.folders_removed:
-            text += f"; {self.folders_removed} empty folders removed"
+            text += f"; {self.folders_removed} empty folders {'would be ' if self.dry_run else ''}removed"
         return text + f" ({self.seconds:.2f} s)."
 
 
@@ -148,7 +151,8 @@ def clean(
     if is_url(base_text):
         raise RetentionError(f"output_base {base_text} is object storage: clean removes local files only. Use a "
                              "lifecycle rule on the bucket (e.g. S3 expiration after 30 days) instead.")
-    root = Path(os.path.realpath(local_path(base_text)))
+    given = Path(os.path.abspath(local_path(base_text)))
+    root = Path(os.path.realpath(given))
     if not root.is_dir():
         raise RetentionError(f"output_base {base_text} is not a folder: check [notebook] output_base or pass "
                              "--output-base.")
@@ -156,147 +160,140 @@ def clean(
         raise RetentionError("older_than must be a positive duration, e.g. 30d.")
     cutoff = (time.time() if now is None else now) - older_than.total_seconds()
     result = CleanResult(root, older_than, dry_run)
-    groups = _groups(root)
-    claimed = _attach_recorded_notebooks(root, groups)
-    removed_in: set[Path] = set()
-    for group in groups:
-        if group.record is None and any(e in claimed for e in group.entries):
-            continue  # a notebook some attempt's record points to: it goes with that attempt
-        if not group.entries or _newest(group) >= cutoff:
-            continue
-        if keep_failed and any(_failed(e) for e in group.entries if e.suffix == ".ipynb"):
-            result.kept_failed += 1
-            continue
-        for entry in group.entries:
-            removal = _remove(root, entry, dry_run)
-            if removal is not None:
-                result.removed.append(removal)
-                removed_in.add(entry.parent)
-                if on_remove is not None:
-                    on_remove(removal)
-        if group.record is not None:
-            result.tombstones += 1
-            if not dry_run:
-                _tombstone(group, result, command)
-    if not dry_run:
-        result.folders_removed = _remove_empty_folders(root, removed_in)
+    base = OutputBase(root, given)
+    try:
+        groups, others = _groups(base)
+        claimed = _attach_recorded_notebooks(base, groups, others)
+        gone: set[Path] = set()
+        for group in groups:
+            if group.record is None and any(e in claimed for e in group.entries):
+                continue  # a notebook some attempt's record points to: it goes with that attempt
+            if not group.entries or _newest(base, group) >= cutoff:
+                continue
+            if keep_failed and any(_failed(base, e) for e in group.entries if e.suffix == ".ipynb"):
+                result.kept_failed += 1
+                continue
+            for entry in group.entries:
+                removal = _remove(base, entry, dry_run)
+                if removal is not None:
+                    result.removed.append(removal)
+                    gone.add(entry)
+                    if on_remove is not None:
+                        on_remove(removal)
+            if group.record is not None and (dry_run or _tombstone(base, group, result, command)):
+                result.tombstones += 1
+        result.folders_removed = _remove_empty_folders(base, gone, dry_run)
+    finally:
+        base.close()
     result.seconds = time.monotonic() - started
     return result
 
 
-def _groups(root: Path) -> list[_Group]:
-    """Walk ``root`` without following links; one group per attempt (per folder) and per other entry."""
+def _groups(base: OutputBase) -> tuple[list[_Group], dict[Path, _Group]]:
+    """Walk ``output_base`` (``os.fwalk``: by descriptor, no link followed); one group per attempt (per folder)
+    and per other entry. Also the other entries that are notebooks (regular ``.ipynb`` files), by path: the only
+    files a record may claim."""
     groups: list[_Group] = []
-    for folder, dirnames, filenames in os.walk(root, followlinks=False):
-        here = Path(folder)
+    notebooks: dict[Path, _Group] = {}
+    for folder, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=base.fd, follow_symlinks=False):
+        here = base.root / folder
         attempts: dict[str, _Group] = {}
         keep_walking = []
         for name in sorted(dirnames) + sorted(filenames):
             path = here / name
-            is_dir = name in dirnames and not path.is_symlink()
+            try:
+                mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                continue
             match = _ATTEMPT.match(name)
             if match:
                 group = attempts.setdefault(match.group(1), _Group())
-                if name.endswith(RECORD_SUFFIX) and not is_dir:
+                if name.endswith(RECORD_SUFFIX) and not stat.S_ISDIR(mode):
                     group.record = path
                 else:
                     group.entries.append(path)  # a folder of collected files goes whole
-            elif is_dir:
+            elif stat.S_ISDIR(mode):
                 keep_walking.append(name)
             else:
                 groups.append(_Group([path]))  # a file or a link
+                if stat.S_ISREG(mode) and name.endswith(".ipynb"):
+                    notebooks[path] = groups[-1]
         dirnames[:] = keep_walking
         groups.extend(attempts.values())
-    return groups
+    return groups, notebooks
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(base: OutputBase, path: Path) -> Any:
+    data = base.read(path)
     try:
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        return None if data is None else json.loads(data)
+    except ValueError:
         return None
 
 
 def _inside(root: Path, path: Path) -> bool:
-    """True when ``path`` (its folder resolved, the last part not followed) lies under ``root``."""
-    parent = Path(os.path.realpath(path.parent))
-    return parent == root or root in parent.parents
+    """True when ``path`` lies lexically under ``root`` (no ``..``). The check before each removal; the removal
+    itself then walks down from ``output_base``'s descriptor, never through a link."""
+    return path == Path(os.path.normpath(path)) and root in path.parents
 
 
-def _attach_recorded_notebooks(root: Path, groups: list[_Group]) -> set[Path]:
-    """Add to each attempt the notebook its record points to when that lies elsewhere under ``root``."""
+def _attach_recorded_notebooks(base: OutputBase, groups: list[_Group], notebooks: dict[Path, _Group]) -> set[Path]:
+    """Add to each attempt the notebook its record points to when that lies elsewhere under ``output_base``.
+
+    Records only ever name notebooks: the target must be a regular ``.ipynb`` file the walk found that belongs to
+    no attempt (a custom ``output_notebook``), so a crafted record cannot claim another attempt's files, its
+    record (a tombstone) included."""
     claimed: set[Path] = set()
     for group in groups:
         if group.record is None:
             continue
-        record = _read_json(group.record)
+        record = _read_json(base, group.record)
         if not isinstance(record, dict) or REMOVED_KEY in record or not isinstance(record.get("location"), str):
             continue
         location = record["location"]
-        if is_url(location):
-            continue
-        target = Path(os.path.abspath(local_path(location)))
-        if target in group.entries or not _inside(root, target) or target.is_symlink() or not target.is_file():
+        target = None if is_url(location) else base.under(location)
+        if target is None or target in group.entries or target in claimed or target not in notebooks:
             continue
         group.entries.append(target)
         claimed.add(target)
     return claimed
 
 
-def _lstat_tree(path: Path) -> Iterator[os.stat_result]:
-    st = path.lstat()
-    yield st
-    if stat.S_ISDIR(st.st_mode):
-        for folder, dirnames, filenames in os.walk(path, followlinks=False):
-            for name in dirnames + filenames:
-                try:
-                    yield (Path(folder) / name).lstat()
-                except FileNotFoundError:
-                    continue
-
-
-def _newest(group: _Group) -> float:
+def _newest(base: OutputBase, group: _Group) -> float:
     newest = 0.0
     for entry in group.entries + ([group.record] if group.record else []):
-        try:
-            newest = max([newest, *(s.st_mtime for s in _lstat_tree(entry))])
-        except FileNotFoundError:
-            continue
+        found = base.walk(entry, remove=False)
+        if found is not None:
+            newest = max(newest, found[2])
     return newest
 
 
-def _failed(notebook: Path) -> bool:
-    nb = _read_json(notebook)
+def _failed(base: OutputBase, notebook: Path) -> bool:
+    nb = _read_json(base, notebook)
     if not isinstance(nb, dict):
         return False
     return bool(((nb.get("metadata") or {}).get("papermill") or {}).get("exception"))
 
 
-def _remove(root: Path, path: Path, dry_run: bool) -> Removal | None:
-    """Remove one entry under ``root``: a link as a link, a folder with what it holds (links inside unlinked)."""
-    if not _inside(root, path):
+def _remove(base: OutputBase, path: Path, dry_run: bool) -> Removal | None:
+    """Remove one entry under ``output_base``: a link as a link, a folder with what it holds (links inside
+    unlinked). Never a record: tombstones stay."""
+    if not _inside(base.root, path) or path.name.endswith(RECORD_SUFFIX):
         return None
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
+    found = base.walk(path, remove=not dry_run)
+    if found is None:
         return None
+    st, size, _ = found
     if stat.S_ISLNK(st.st_mode):
-        kind, size = "link", st.st_size
-    elif stat.S_ISDIR(st.st_mode):
-        kind, size = "folder", sum(s.st_size for s in _lstat_tree(path) if not stat.S_ISDIR(s.st_mode))
-    else:
-        kind, size = "file", st.st_size
-    if not dry_run:
-        if kind == "folder":
-            shutil.rmtree(path)  # never follows links: a link inside is unlinked, its target untouched
-        else:
-            path.unlink(missing_ok=True)
-    return Removal(path, size, kind)
+        return Removal(path, st.st_size, "link")
+    if stat.S_ISDIR(st.st_mode):
+        return Removal(path, size, "folder")
+    return Removal(path, st.st_size, "file")
 
 
-def _tombstone(group: _Group, result: CleanResult, command: str) -> None:
+def _tombstone(base: OutputBase, group: _Group, result: CleanResult, command: str) -> bool:
     assert group.record is not None
-    record = _read_json(group.record)
+    record = _read_json(base, group.record)
     record = record if isinstance(record, dict) else {}
     removed = [r for r in result.removed if r.path in group.entries]
     record[REMOVED_KEY] = {
@@ -305,21 +302,36 @@ def _tombstone(group: _Group, result: CleanResult, command: str) -> None:
         "entries": [r.path.name for r in removed],
         "bytes": sum(r.bytes for r in removed),
     }
-    write_atomic(group.record, json.dumps(record, sort_keys=True).encode())
+    return base.write(group.record, json.dumps(record, sort_keys=True).encode())
 
 
-def _remove_empty_folders(root: Path, touched: set[Path]) -> int:
-    """Remove folders the run emptied, and their parents once empty, up to (not including) ``root``."""
-    count = 0
-    for folder in sorted(touched, key=lambda p: len(p.parts), reverse=True):
+def _remove_empty_folders(base: OutputBase, gone: set[Path], dry_run: bool) -> int:
+    """Remove the folders the run emptied, and their parents once empty, up to (not including) ``output_base``;
+    the dry run counts the same folders (those whose every entry the run removes)."""
+    gone = set(gone)
+    emptied: list[Path] = []
+    for folder in sorted({p.parent for p in gone}, key=lambda p: len(p.parts), reverse=True):
         current = folder
-        while current != root and root in current.parents:
+        while current != base.root and base.root in current.parents and current not in gone:
             try:
-                current.rmdir()
-            except OSError:  # not empty, or gone
+                names = base.listdir(current)
+            except OSError:
                 break
-            count += 1
+            if any(current / name not in gone for name in names):
+                break
+            gone.add(current)
+            emptied.append(current)
             current = current.parent
+    if dry_run:
+        return len(emptied)
+    count = 0
+    for folder in emptied:  # children before parents
+        try:
+            with base.parent(folder) as (fd, name):
+                os.rmdir(name, dir_fd=fd)
+            count += 1
+        except OSError:  # not empty after all (written to meanwhile), or gone
+            continue
     return count
 
 

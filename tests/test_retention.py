@@ -195,3 +195,118 @@ def test_example_maintenance_dag_uses_the_same_code(airflow_db: Path, tree: dict
     after = files_under(base)
     assert summary["bytes"] == sum(size for p, size in before.items() if p not in after)
     assert len([p for p in base.rglob("attempt-*.ipynb")]) == tree["new_attempts"]
+
+
+def _attempt(folder: Path, days: float, n: int = 1, location: str | None = None) -> tuple[Path, Path]:
+    """An attempt as a task leaves it: ``attempt-<n>.ipynb`` and its record (pointing at ``location``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    notebook, record = folder / f"attempt-{n}.ipynb", folder / f"attempt-{n}.record.json"
+    notebook.write_bytes(_notebook(False))
+    record.write_text(json.dumps({"location": location or str(notebook), "try_number": n}))
+    for p in (notebook, record):
+        _age(p, days)
+    return notebook, record
+
+
+def test_a_folder_swapped_for_a_link_between_check_and_delete_is_not_followed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The race of a writer of output_base who swaps an attempt's folder for a link to another folder after clean
+    checked the path and before it deletes: ``clean`` must not delete (or write) anything through that link.
+
+    The swap cannot be timed for real between two system calls, so it is injected at that moment: right after
+    ``retention._inside`` (the check before each removal) says yes. Entry point: the CLI's own ``main``."""
+    from airflow_notebook_provider import cli
+
+    base, outside = tmp_path / "outputs", tmp_path / "elsewhere"
+    folder = base / "dag_a" / "manual__1" / "task"
+    notebook, _ = _attempt(folder, 60)
+    precious = outside / "attempt-1.ipynb"  # what the link will point at: same name, outside output_base
+    outside.mkdir()
+    precious.write_text("precious")
+    outside_before = sorted(p.name for p in outside.iterdir())
+    check = retention._inside
+    swapped: list[Path] = []
+
+    def check_then_swap(root: Path, path: Path) -> bool:
+        answer = check(root, path)
+        if path == notebook and not swapped:
+            folder.rename(folder.with_name("task.moved"))
+            folder.symlink_to(outside, target_is_directory=True)
+            swapped.append(path)
+        return answer
+
+    monkeypatch.setattr(retention, "_inside", check_then_swap)
+    code = cli.main(["clean", "--older-than", "30d", "--output-base", str(base), "--json"])
+    assert swapped, "the check before removal was never reached"
+    assert code == 0, capsys.readouterr().err
+    assert precious.read_text() == "precious"
+    assert sorted(p.name for p in outside.iterdir()) == outside_before  # nothing deleted or written out there
+    assert folder.is_symlink()  # the link itself is left alone: only what clean found in its walk is removed
+
+
+def test_a_linked_folder_inside_output_base_is_never_followed(tmp_path: Path) -> None:
+    """Links to folders outside output_base, at every place clean looks: as a run folder, as an attempt's folder
+    of collected files, and in the middle of a record's location. Only the links go; nothing behind them."""
+    base, outside = tmp_path / "outputs", tmp_path / "elsewhere"
+    _attempt(outside / "task", 60)  # an attempt-shaped folder outside, old enough to go if it were inside
+    (outside / "custom.ipynb").write_bytes(_notebook(False))
+    _age(outside / "custom.ipynb", 60)
+    outside_before = files_under(outside)
+    (base / "dag_a").mkdir(parents=True)
+    (base / "dag_a" / "linked_run").symlink_to(outside, target_is_directory=True)
+    folder = base / "dag_a" / "manual__1" / "task"
+    _attempt(folder, 60)
+    (folder / "attempt-1").symlink_to(outside / "task", target_is_directory=True)  # "collected files"
+    _attempt(base / "dag_b" / "manual__1" / "task", 60,
+             location=str(base / "dag_a" / "linked_run" / "custom.ipynb"))  # a record through the link
+    for link in (base / "dag_a" / "linked_run", folder / "attempt-1"):
+        _age(link, 60)
+
+    proc = cli("clean", "--older-than", "30d", "--output-base", str(base), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert files_under(outside) == outside_before
+    removed = {Path(r["path"]): r["kind"] for r in report["removed"]}
+    assert removed[folder / "attempt-1"] == "link" and removed[base / "dag_a" / "linked_run"] == "link"
+    assert not any(str(p).startswith(str(outside)) or "linked_run/" in str(p) for p in removed)
+
+
+def test_a_crafted_record_cannot_remove_another_attempts_tombstone(tmp_path: Path) -> None:
+    """Records only ever name notebooks: one pointing at another DAG's record (here a tombstone) or at another
+    attempt's notebook claims nothing, and tombstones are never removed."""
+    base = tmp_path / "outputs"
+    victim_nb, victim = _attempt(base / "dag_victim" / "manual__1" / "task", 60)
+    first = cli("clean", "--older-than", "30d", "--output-base", str(base))
+    assert first.returncode == 0 and not victim_nb.exists()
+    tombstone = victim.read_text()
+    assert retention.removal_note(json.loads(tombstone))
+    _age(victim, 60)
+    other_nb, _ = _attempt(base / "dag_other" / "manual__1" / "task", 2)  # a recent attempt of another DAG
+    _attempt(base / "dag_evil" / "manual__1" / "grab", 60, location=str(victim))
+    _attempt(base / "dag_evil" / "manual__1" / "grab2", 60, location=str(other_nb))
+
+    proc = cli("clean", "--older-than", "30d", "--output-base", str(base), "--json")
+    assert proc.returncode == 0, proc.stderr
+    removed = [r["path"] for r in json.loads(proc.stdout)["removed"]]
+    assert victim.exists() and victim.read_text() == tombstone, removed
+    assert other_nb.exists()
+    assert sorted(Path(p).name for p in removed) == ["attempt-1.ipynb", "attempt-1.ipynb"]  # the evil ones' own
+
+
+def test_the_dry_run_counts_the_folders_the_real_run_removes(tree: dict[str, object]) -> None:
+    """``--dry-run --json`` says what the real run then does, folders left empty included."""
+    base = Path(str(tree["base"]))
+    adhoc = base / "adhoc" / "2024" / "january"
+    adhoc.mkdir(parents=True)
+    (adhoc / "run.ipynb").write_bytes(_notebook(False))
+    _age(adhoc / "run.ipynb", 60)
+    dry = cli("clean", "--older-than", "30d", "--dry-run", "--output-base", str(base), "--json")
+    said = cli("clean", "--older-than", "30d", "--dry-run", "--output-base", str(base)).stdout.splitlines()[-1]
+    real = cli("clean", "--older-than", "30d", "--output-base", str(base), "--json")
+    assert dry.returncode == real.returncode == 0, dry.stderr + real.stderr
+    assert "; 4 empty folders would be removed (" in said, said
+    dry_report, real_report = json.loads(dry.stdout), json.loads(real.stdout)
+    assert real_report["folders_removed"] == 4  # adhoc/2024/january, adhoc/2024, adhoc and reports/
+    assert not (base / "adhoc").exists() and not (base / "reports").exists()
+    for key in ("removed", "entries", "bytes", "tombstones", "kept_failed", "folders_removed"):
+        assert dry_report[key] == real_report[key], key

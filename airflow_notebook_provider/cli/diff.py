@@ -36,10 +36,18 @@ def _indent(lines: Any, prefix: str = "      ") -> list[str]:
     return [prefix + line for line in lines]
 
 
+def _notes(cell: CellComparison, what: str) -> list[str]:
+    """The cell's notes on what its ``what`` ("source", "output") diff leaves out, as indented lines."""
+    return _indent(f"({note})" for note in cell.diff_notes if note.startswith(f"{what}:"))
+
+
 def format_comparison(c: Comparison) -> str:
-    """The comparison as the terminal shows it, in the issue's order: parameters, input, outputs, status, times."""
+    """The comparison as the terminal shows it, in the issue's order: parameters, input, outputs, status, times;
+    first, what the caps on line diffs left out, if anything."""
     lines = [f"A  {c.a}  ({c.status_a}, {_seconds(c.duration_a)} s)",
              f"B  {c.b}  ({c.status_b}, {_seconds(c.duration_b)} s)", ""]
+    if c.limits:
+        lines += [f"Limits: {' '.join(c.limits)}", ""]
     if c.parameters:
         lines.append(f"Parameters: {len(c.parameters)} differ")
         width = max(len(p.name) for p in c.parameters)
@@ -52,7 +60,7 @@ def format_comparison(c: Comparison) -> str:
         lines.append(f"Input notebook: changed (sha256 {sha_a}… → {sha_b}…); {len(changed)} cells differ")
         for cell in changed:
             lines.append(f"  {cell.label}: {cell.first_line[:70]}")
-            lines += _indent(cell.source_diff)
+            lines += _indent(cell.source_diff) + _notes(cell, "source")
     else:
         lines.append(f"Input notebook: unchanged (sha256 {sha_a}…)")
     outputs = c.changed_outputs
@@ -60,7 +68,7 @@ def format_comparison(c: Comparison) -> str:
     for cell in outputs:
         what = " (images changed)" if cell.images_changed else ""
         lines.append(f"  {cell.label}{what}: {cell.first_line[:70]}")
-        lines += _indent(cell.output_diff)
+        lines += _indent(cell.output_diff) + _notes(cell, "output")
     first = c.first_status_difference
     if first is not None:
         lines.append(f"First cell whose status differs: {first.label}: {first.status_a or '-'} → "

@@ -27,6 +27,7 @@ body.anp-compare-page{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Ro
  margin:4px 0 10px;padding:4px 0;white-space:pre-wrap;word-break:break-all}
 .anp-diff span{display:block;padding:0 8px}
 .anp-diff .add{background:#e6ffec}.anp-diff .del{background:#ffebe9}.anp-diff .hunk{color:#888}
+.anp-note{color:#666;font-style:italic;margin:2px 0 10px}
 .anp-same{color:#1b5e20}.anp-changed{color:#b71c1c;font-weight:600}
 tr.anp-first td{background:#fff3e0}
 tr.anp-differs td:first-child{font-weight:700}
@@ -49,6 +50,11 @@ def _value(value: Any, present: bool) -> str:
 
 def _seconds(value: float | None) -> str:
     return f"{value:.2f} s" if isinstance(value, int | float) else "—"
+
+
+def _notes(cell: CellComparison, what: str) -> str:
+    """What the caps left out of the cell's ``what`` ("source", "output") diff."""
+    return "".join(f"<p class='anp-note'>{esc(note)}</p>" for note in cell.diff_notes if note.startswith(f"{what}:"))
 
 
 def _cell_head(cell: CellComparison) -> str:
@@ -76,6 +82,8 @@ def render(
              side("B", side_b, c.status_b, c.duration_b), "</table>",
              f"<p id='anp-verdict' class='{'anp-same' if c.same else 'anp-changed'}'>"
              f"{'Same parameters, input, outputs and statuses (times aside).' if c.same else 'These runs differ.'}</p>"]
+    if c.limits:  # what the caps on line diffs left out: said first, so no one reads a partial diff as whole
+        parts.append(f"<p id='anp-limits' class='anp-note'>Line diffs limited: {esc(' '.join(c.limits))}</p>")
 
     parts.append("<h2>Parameters that differ</h2>")
     if c.parameters:
@@ -91,7 +99,9 @@ def render(
         parts.append(f"<p class='anp-changed'>Changed: sha256 {sha} → <code>{esc(c.input_sha256_b or '?')}</code>"
                      f"; {len(c.changed_sources)} cells differ.</p>")
         for cell in c.changed_sources:
-            parts.append(f"<div>{_cell_head(cell)}</div>{_diff(cell.source_diff or ['(cell added or removed)'])}")
+            added = cell.a is None or cell.b is None
+            diff = _diff(cell.source_diff or ["(cell added or removed)"]) if cell.source_diff or added else ""
+            parts.append(f"<div>{_cell_head(cell)}</div>{diff}{_notes(cell, 'source')}")
     else:
         parts.append(f"<p class='anp-same'>Unchanged (sha256 {sha}).</p>")
     parts.append("</div>")
@@ -104,6 +114,7 @@ def render(
             parts.append(f"<div>{_cell_head(cell)}{images}</div>")
             if cell.output_diff:
                 parts.append(_diff(cell.output_diff))
+            parts.append(_notes(cell, "output"))
     else:
         parts.append("<p class='anp-same'>Every cell has the same outputs.</p>")
     parts.append("</div>")

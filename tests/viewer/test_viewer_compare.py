@@ -4,6 +4,7 @@ run by dag.test() with a real kernel, and ``airflow-notebook clean`` as a user r
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -132,3 +133,67 @@ def test_an_attempt_removed_by_retention_says_so(api: Api, two_runs: dict[str, A
     assert inspect.returncode == 2 and f"was removed by retention on {today}" in inspect.stderr, inspect.stderr
     # The later run was new enough to stay.
     assert api.get(route("view", DAG_ID, two_runs["bad"], try_number=2)).status_code == 200
+
+
+BIG_DAG = "t_viewer_compare_big"
+
+
+@pytest.fixture(scope="module")
+def big_runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Two runs (limit 5, then 500) of an nbformat 4.4 notebook (no cell ids: each run gets fresh ones, so the
+    cells pair up by source) with 1,200 cells cycling through 10 statements, one cell printing 30,000 lines that
+    differ only at the end, and 10 cells printing 10,000 lines that all differ: more than Compare diffs line by
+    line."""
+    make = tmp_path_factory.mktemp("compare-big")
+    cycle = [f"total += {k}" for k in range(9)] + ["print(total if limit < 100 else -total)"]
+    sources = ["limit = 1", "total = 0", *(cycle[i % 10] for i in range(1_200)),
+               "for i in range(30_000):\n    print(f'row {i}: ' + ('ok' if i < 29_990 or limit < 100 else 'CHANGED'))",
+               *(f"for i in range({k}, 10_000 + {k}):\n    print(i * limit)" for k in range(10))]
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {"tags": ["parameters"] if n == 0 else []},
+              "outputs": [], "source": source} for n, source in enumerate(sources)]
+    nb = make / "big.ipynb"
+    nb.write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 4, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}))
+
+    def dag(limit: int) -> DAG:
+        with DAG(dag_id=BIG_DAG, schedule=None, start_date=START) as d:
+            NotebookOperator(task_id="nb", notebook=str(nb), parameters={"limit": limit})
+        return d
+
+    runs = {}
+    for name, limit, day in (("a", 5, 0), ("b", 500, 1)):
+        got = run_dag(dag(limit), logical_date=START.add(days=day))
+        assert got["nb"].state == "success"
+        runs[name] = got["__run__"].xcom["run_id"]
+        runs[f"{name}_output"] = got["nb"].xcom["return_value"]
+    return runs
+
+
+def test_compare_a_large_pair_says_what_it_left_out(api: Api, big_runs: dict[str, Any]) -> None:
+    nb_a, nb_b = (json.loads(Path(big_runs[f"{x}_output"]).read_text()) for x in "ab")
+    assert nb_a["cells"][5]["id"] != nb_b["cells"][5]["id"]  # fresh ids each run: cells pair up by source
+    got = api.get(route("compare", BIG_DAG, big_runs["b"], try_number=1, against_run_id=big_runs["a"],
+                        against_try=1))
+    assert got.status_code == 200, got.text[:500]
+    text = got.text
+    limits = text[text.index("id='anp-limits'"):text.index("</p>", text.index("id='anp-limits'"))]
+    assert "1 cell was compared line by line on its first 10,000 lines only." in limits
+    assert "7 cells were not compared line by line: the comparison&#x27;s limit of 100,000 lines was reached." \
+        in limits
+    assert "Unchanged (sha256" in text and "None: every cell ended the same way." in text
+    outputs = text[text.index("id='anp-outputs'"):text.index("id='anp-first-status'")]
+    assert "<p>131 cells have different outputs.</p>" in outputs  # 120 prints, the 30,000 lines, the 10 others
+    assert "output: compared line by line on its first 10,000 lines only (A has 30,000, B 30,000)" in outputs
+    assert "output: not compared line by line: the comparison&#x27;s limit of 100,000 lines was reached " \
+           "(A has 10,000, B 10,000)" in outputs
+    assert "-[stdout] 36" in outputs and "+[stdout] -36" in outputs  # 0 + 1 + … + 8, printed
+    table = text[text.index("id='anp-cells'"):]
+    assert table.count("<tr class=") == 1_214 and "only in" not in table  # every code cell, each paired
+    # The terminal says the same.
+    proc = subprocess.run([EXE, "diff", big_runs["a_output"], big_runs["b_output"]], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert ("Limits: 1 cell was compared line by line on its first 10,000 lines only. 7 cells were not compared "
+            "line by line: the comparison's limit of 100,000 lines was reached.") in proc.stdout
+    assert "Outputs: 131 cells differ" in proc.stdout
+    assert "(output: not compared line by line: the comparison's limit of 100,000 lines was reached" in proc.stdout
