@@ -5,6 +5,11 @@ The task attaches to the kernel and never starts, restarts or shuts it down: it 
 work: on a cell timeout or a stop it sends ``interrupt_request`` on the control channel. Its liveness is its
 heartbeat. Its environment and working folder are the ones it was started with, so secret parameters (which
 travel as environment variables) cannot reach it and are refused before it is used.
+
+Its messages are signed with the connection file's key (HMAC): without a key, anyone who can reach its TCP ports
+(any local user for 127.0.0.1, anyone on the network otherwise) can run code in it or answer in its place, and the
+task could not tell. An empty key is therefore refused, on any TCP address, unless the connection says
+``allow_unsigned``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
-from airflow_notebook_provider.engine.errors import NotebookInputError
+from airflow_notebook_provider.engine.errors import NotebookConfigError, NotebookInputError
 from airflow_notebook_provider.engine.kernel import Kernel, KernelProvider, KernelSpecInfo
 
 logger = logging.getLogger(__name__)
@@ -36,6 +41,20 @@ class KernelConnection:
     transport: str = "tcp"
     signature_scheme: str = "hmac-sha256"
     label: str = ""
+    allow_unsigned: bool = False
+    """Attach even without a key (unsigned messages): whoever reaches the ports can run code in the kernel."""
+
+    def __post_init__(self) -> None:
+        if not self.key and not self.allow_unsigned:
+            raise NotebookConfigError(
+                f"The kernel at {self.where} has no `session_key`: its messages would be unsigned, so anyone who can "
+                f"reach {self.ip}'s kernel ports could run code in it or answer in its place. Set the connection's "
+                "extra `session_key` to the `key` of the kernel's connection file, or, if every user who can reach "
+                "those ports is trusted, set the extra `allow_unsigned` to true."
+            )
+
+    def __repr__(self) -> str:
+        return f"KernelConnection({self.where!r}, key={'***' if self.key else ''!r})"
 
     @property
     def where(self) -> str:
@@ -56,6 +75,9 @@ class AttachedKernels(KernelProvider):
 
     def __init__(self, connection: KernelConnection) -> None:
         self.connection = connection
+        if not connection.key:
+            logger.warning("The kernel at %s takes unsigned messages (the connection's `allow_unsigned`): anyone who "
+                           "can reach its ports can run code in it or answer in its place.", connection.where)
 
     def __repr__(self) -> str:
         return f"AttachedKernels({self.connection.where!r})"

@@ -39,10 +39,12 @@ from airflow_notebook_provider.engine.gateway_api import (
     GatewayError,
     GatewaySettings,
     _check,
+    _json_object,
     _reason,
+    check_kernel_id,
 )
 from airflow_notebook_provider.engine.gateway_ws import GatewayKernelClient
-from airflow_notebook_provider.engine.kernel import Kernel, KernelProvider, KernelSpecInfo
+from airflow_notebook_provider.engine.kernel import Kernel, KernelProvider, KernelSpecInfo, KernelStartError
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class GatewayKernels(KernelProvider):
         self.settings = settings
         self.api = GatewayApi(settings)
         self._specs: dict[str, Any] | None = None
+        if settings.plain_http_warning:
+            logger.warning("%s", settings.plain_http_warning)
 
     def __repr__(self) -> str:
         return f"GatewayKernels({self.settings.url!r})"
@@ -135,7 +139,8 @@ class GatewayKernel(Kernel):
     def _create(self) -> None:
         response = self.api.request("POST", "/api/kernels", body={"name": self.name, "env": self.env})
         _check(response, self.settings, f"start a {self.name!r} kernel")
-        self.kernel_id = str(response.json()["id"])
+        self.kernel_id = check_kernel_id(_json_object(response, self.settings, "the kernel's start").get("id"),
+                                         self.settings)
         self.deleted = False
         logger.info("Kernel %s started on the gateway %s as %s", self.name, self.settings.url, self.kernel_id)
         if self.stop_reason:  # stopped while the request was on its way: do not leave it behind
@@ -163,9 +168,24 @@ class GatewayKernel(Kernel):
             return UNREACHABLE
         if response.status_code == 404:
             return "the kernel no longer exists on the gateway: it was shut down or culled there"
-        if response.status_code == 200 and response.json().get("execution_state") == "dead":
-            return "the gateway reports the kernel dead"
+        if response.status_code == 200:
+            try:
+                model = _json_object(response, self.settings, "the kernel")
+            except GatewayError as exc:
+                return str(exc)
+            if model.get("execution_state") == "dead":
+                return "the gateway reports the kernel dead"
         return None
+
+    async def connect(self, timeout: float) -> dict[str, Any]:
+        """``Kernel.connect``; a failure says why the websocket ended, if it did (say, a message over the limit)."""
+        try:
+            return await super().connect(timeout)
+        except KernelStartError as exc:
+            reason = self.kc.dead_reason if self.kc is not None else None
+            if reason and reason not in str(exc):
+                raise KernelStartError(f"{str(exc).rstrip('.')}: {reason}") from exc
+            raise
 
     def _unreachable(self) -> str:
         return f"the Jupyter gateway {self.settings.where} stopped answering"

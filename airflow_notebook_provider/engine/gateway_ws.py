@@ -141,8 +141,8 @@ class GatewayKernelClient(AsyncKernelClient):
         url = s.ws_url(f"/api/kernels/{self.kernel_id}/channels")
         try:
             self._ws = await self._session_http.ws_connect(
-                url, ssl=s.ssl_context(), heartbeat=30.0, max_msg_size=0, timeout=aiohttp.ClientWSTimeout(
-                    ws_receive=None, ws_close=5.0),
+                url, ssl=s.ssl_context(), heartbeat=30.0, max_msg_size=s.max_message_size,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
             )
         except aiohttp.WSServerHandshakeError as exc:
             await self._session_http.close()
@@ -188,12 +188,25 @@ class GatewayKernelClient(AsyncKernelClient):
                 elif frame.type == aiohttp.WSMsgType.BINARY:
                     self._route(_binary_message(frame.data))
                 elif frame.type == aiohttp.WSMsgType.ERROR:
-                    reason = f"the kernel's connection to the gateway failed ({self._ws.exception()!r})"
+                    reason = self._error_reason(frame.data if isinstance(frame.data, BaseException)
+                                                else self._ws.exception())
                     break
         except Exception as exc:  # noqa: BLE001 - any end of the socket ends the kernel for this run
-            reason = f"the kernel's connection to the gateway failed ({exc!r})"
+            reason = self._error_reason(exc)
         code = getattr(self._ws, "close_code", None)
         self.mark_dead(f"{reason}{f' (close code {code})' if code else ''}")
+
+    def _error_reason(self, exc: BaseException | None) -> str:
+        """Why the websocket failed, in words; a message over the size limit names the limit and how to raise it."""
+        import aiohttp
+
+        too_big = aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        if (exc.code == too_big if isinstance(exc, aiohttp.WebSocketError) else
+                getattr(self._ws, "close_code", None) == too_big):
+            return (f"the Jupyter gateway {self.gw.where} sent a websocket message over the limit of "
+                    f"{self.gw.max_message_text}{f' ({exc})' if exc else ''}; raise the connection's extra "
+                    "`max_message_mb` if the notebook's outputs are really that large")
+        return f"the kernel's connection to the gateway failed ({exc!r})"
 
     async def _watch(self) -> None:
         """Ask the gateway about the kernel every ``probe_interval`` seconds: a gateway may delete (cull) a kernel,
@@ -211,6 +224,9 @@ class GatewayKernelClient(AsyncKernelClient):
 
     def _route(self, msg: dict[str, Any]) -> None:
         channel = msg.pop("channel", None) or "iopub"
+        if channel not in CHANNELS:  # only the kernel's five channels get a queue, whatever a gateway sends
+            logger.debug("Dropped a websocket message on an unknown channel %.40r", channel)
+            return
         for key in ("header", "parent_header"):
             header = msg.get(key) or {}
             if isinstance(header.get("date"), str):
@@ -257,7 +273,11 @@ class GatewayKernelClient(AsyncKernelClient):
 def _binary_message(data: bytes) -> dict[str, Any]:
     """A websocket frame in Jupyter Server's binary format (a message with buffers): count, offsets, JSON, buffers."""
     count = int.from_bytes(data[:4], "big")
+    if not 1 <= count <= len(data) // 4 - 1:  # the offsets table must fit in the frame
+        raise ValueError(f"a binary websocket frame announces {count} parts in {len(data)} bytes")
     offsets = [int.from_bytes(data[4 * (i + 1): 4 * (i + 2)], "big") for i in range(count)] + [len(data)]
+    if offsets != sorted(offsets) or offsets[0] < 4 * (count + 1):
+        raise ValueError("a binary websocket frame's part offsets are out of order")
     msg: dict[str, Any] = json.loads(data[offsets[0]:offsets[1]])
     msg["buffers"] = [memoryview(data[offsets[i]:offsets[i + 1]]) for i in range(1, count)]
     return msg

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
 from airflow_notebook_provider.engine.attached import AttachedKernels, KernelConnection
 from airflow_notebook_provider.engine.errors import NotebookConfigError
-from airflow_notebook_provider.engine.gateway import GatewayError, GatewayKernels, GatewaySettings
+from airflow_notebook_provider.engine.gateway import GatewayApi, GatewayError, GatewayKernels, GatewaySettings
+from airflow_notebook_provider.engine.gateway_api import is_loopback, redact_url
 from airflow_notebook_provider.engine.kernel import KernelProvider
 
 GATEWAY_CONN_TYPE = "jupyter_gateway"
@@ -39,11 +41,14 @@ def kernels_for_connection(conn_id: str) -> KernelProvider:
 class JupyterGatewayHook(BaseHook):
     """A Jupyter Kernel Gateway or Enterprise Gateway: each run creates its kernel there and deletes it after.
 
-    Connection fields: ``host``, the gateway's base URL (``http://127.0.0.1:8888``; a bare host takes ``schema``
-    as the scheme, default ``http``, and ``port``); ``password``, its auth token; extras ``validate_cert``
+    Connection fields: ``host``, the gateway's base URL (``https://gateway.example.com:8888``; a bare host takes
+    ``schema`` as the scheme, default ``https``, or ``http`` for a loopback host, and ``port``; ``user:password@`` in
+    it is sent as HTTP Basic auth and never shown); ``password``, its auth token; extras ``validate_cert``
     (bool, default true), ``ca_bundle`` (path), ``connect_timeout`` and ``request_timeout`` (seconds),
+    ``max_message_mb`` (the largest websocket message or REST answer taken from the gateway, default 64),
     ``headers`` (dict) and ``env`` (dict of ``KERNEL_*`` variables for every kernel, such as Enterprise Gateway's
-    ``KERNEL_NAMESPACE`` or ``KERNEL_IMAGE``).
+    ``KERNEL_NAMESPACE`` or ``KERNEL_IMAGE``). Plain HTTP to a host other than the loopback is warned in the task
+    log and in the connection's Test result: the token and secret parameters would travel unencrypted.
     """
 
     conn_name_attr = "kernel_conn_id"
@@ -76,28 +81,32 @@ class JupyterGatewayHook(BaseHook):
         return GatewayKernels(self.settings())
 
     def test_connection(self) -> tuple[bool, str]:
-        """The "Test" button of the connection form: list the gateway's kernels with the token."""
+        """The "Test" button of the connection form: list the gateway's kernels with the token (one try), and say
+        so if the token would travel over plain HTTP to another machine."""
+        warning = ""
         try:
-            names = sorted(self.get_conn().api.kernelspecs())
+            settings = self.settings()
+            warning = f" WARNING: {settings.plain_http_warning}" if settings.plain_http_warning else ""
+            api = GatewayApi(settings)
+            try:
+                names = sorted(api.kernelspecs(attempts=1))
+            finally:
+                api.close()
         except (GatewayError, NotebookConfigError, ValueError) as exc:
-            return False, str(exc)
-        return True, f"The gateway answers; it offers the kernels {', '.join(names) or '(none)'}"
+            return False, f"{exc}{warning}"
+        return True, f"The gateway answers; it offers the kernels {', '.join(names) or '(none)'}.{warning}"
 
     @staticmethod
     def settings_of(conn: Any) -> GatewaySettings:
         """Gateway settings from a connection, each extra checked with a message naming it."""
         label = f"connection `{conn.conn_id}`"
         extra = _extras(conn, GATEWAY_CONN_TYPE)
-        host = (conn.host or "").strip()
-        if not host:
-            raise NotebookConfigError(f"The {label} has no host; set it to the gateway's base URL, e.g. "
-                                      "http://127.0.0.1:8888.")
-        if "://" not in host:
-            scheme = (conn.schema or "http").strip() or "http"
-            host = f"{scheme}://{host}{f':{conn.port}' if conn.port else ''}"
-        elif conn.port and host.count(":") < 2:
-            host = f"{host}:{conn.port}"
-        settings: dict[str, Any] = {"url": host, "token": conn.password or None, "label": label}
+        url, assumed = _gateway_url(conn, label)
+        settings: dict[str, Any] = {"url": url, "token": conn.password or None, "label": label,
+                                    "https_assumed": assumed}
+        if extra.get("max_message_mb") not in (None, ""):
+            settings["max_message_size"] = int(_positive(extra["max_message_mb"], "max_message_mb", label,
+                                                         "number of MiB") * 2**20)
         if "validate_cert" in extra:
             settings["validate_cert"] = _bool(extra["validate_cert"], "validate_cert", label)
         if extra.get("ca_bundle"):
@@ -112,6 +121,35 @@ class JupyterGatewayHook(BaseHook):
             return GatewaySettings(**settings)
         except ValueError as exc:
             raise NotebookConfigError(str(exc)) from None
+
+
+def _gateway_url(conn: Any, label: str) -> tuple[str, bool]:
+    """The gateway's base URL from the connection's host, schema and port, and whether https:// was assumed (a bare
+    host that is not the loopback). A password in the host is registered with Airflow's secrets masker."""
+    host = (conn.host or "").strip()
+    if not host:
+        raise NotebookConfigError(f"The {label} has no host; set it to the gateway's base URL, e.g. "
+                                  "https://gateway.example.com:8888 (or http://127.0.0.1:8888 on this machine).")
+    assumed = False
+    if "://" not in host:
+        scheme = (conn.schema or "").strip().lower()
+        if not scheme:
+            bare = urlsplit(f"//{host}").hostname or ""
+            scheme = "http" if is_loopback(bare) else "https"
+            assumed = scheme == "https"
+        host = f"{scheme}://{host}"
+    parts = urlsplit(host)
+    if parts.password:
+        mask_secret(unquote(parts.password))
+        mask_secret(parts.password)
+    try:
+        port = parts.port
+    except ValueError:
+        raise NotebookConfigError(f"The {label}'s host {redact_url(host)!r} has a port that is not a number; "
+                                  "write it as https://host:8888.") from None
+    if conn.port and port is None:
+        host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{conn.port}"))
+    return host, assumed
 
 
 def _connection(conn_id: str) -> Any:
@@ -132,7 +170,8 @@ def _extras(conn: Any, conn_type: str) -> dict[str, Any]:
 
 
 def _kernel_connection(conn: Any) -> KernelConnection:
-    """The papermill provider's ``jupyter_kernel`` connection: host, ports and ``session_key`` in the extras."""
+    """The papermill provider's ``jupyter_kernel`` connection: host, ports and ``session_key`` in the extras, and
+    ``allow_unsigned`` (default false) to accept a kernel without a key."""
     label = f"connection `{conn.conn_id}`"
     extra = _extras(conn, KERNEL_CONN_TYPE)
     if not conn.host:
@@ -147,7 +186,7 @@ def _kernel_connection(conn: Any) -> KernelConnection:
     return KernelConnection(
         ip=conn.host, shell_port=ports["shell_port"], iopub_port=ports["iopub_port"], stdin_port=ports["stdin_port"],
         control_port=ports["control_port"], hb_port=ports["hb_port"], key=str(extra.get("session_key") or ""),
-        label=label,
+        label=label, allow_unsigned=_bool(extra.get("allow_unsigned", False), "allow_unsigned", label),
     )
 
 
@@ -160,13 +199,17 @@ def _bool(value: Any, name: str, label: str) -> bool:
 
 
 def _seconds(value: Any, name: str, label: str) -> float:
+    return _positive(value, name, label, "number of seconds")
+
+
+def _positive(value: Any, name: str, label: str, unit: str) -> float:
     try:
-        seconds = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        seconds = -1.0
-    if isinstance(value, bool) or seconds <= 0:
-        raise NotebookConfigError(f"The {label}'s extra {name!r} must be a positive number of seconds, got {value!r}.")
-    return seconds
+        number = -1.0
+    if isinstance(value, bool) or not number > 0 or number == float("inf"):
+        raise NotebookConfigError(f"The {label}'s extra {name!r} must be a positive {unit}, got {value!r}.")
+    return number
 
 
 def _str_dict(value: Any, name: str, label: str) -> dict[str, str]:
