@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from airflow_notebook_provider.engine import (
 )
 from airflow_notebook_provider.engine.kernel import InheritedEnv
 from airflow_notebook_provider.engine.publish import DEFAULT_COLLECT_MAX_BYTES, Publisher, check_formats, check_patterns
+from airflow_notebook_provider.engine.redact import RedactingLog, Redactor, filtering, secret_strings
 from airflow_notebook_provider.engine.writer import WriteKind
 from airflow_notebook_provider.exceptions import (
     NotebookTaskConfigError,
@@ -105,8 +107,9 @@ class NotebookOperator(BaseOperator):
         named in the log and the notebook.
     :param secret_parameters: Names of ``parameters`` (string values, e.g. ``"{{ conn.api.password }}"``) passed to
         the kernel as environment variables ``NOTEBOOK_SECRET_<name>`` and read by the injected cell: the value is
-        never written into the output notebook, its metadata or the rendered template fields, and Airflow's secrets
-        masker hides it in the task log.
+        never written into the output notebook, its metadata or the rendered template fields, and ``***`` replaces
+        it in the task's log lines and in the exception the task fails with (its arguments and ``__cause__`` /
+        ``__context__`` chain: what ``on_failure_callback`` notifiers and Airflow's log see).
 
     Values the notebook records (``airflow_notebook_provider.record`` or ``scrapbook.glue``) are pushed to XCom
     under their names, and all together as a dict under ``results``.
@@ -177,20 +180,41 @@ class NotebookOperator(BaseOperator):
         self.collect_files_max_bytes = collect_files_max_bytes
         self._execution: Execution | None = None
         self._lineage: LineageState | None = None
-        self._secret_values: dict[str, str] = {}
+        self._secret_values: dict[str, Any] = {}
+        self._redactor: Redactor | None = None
 
     @cached_property
     def hook(self) -> NotebookHook:
         return NotebookHook(conn_id=self.conn_id)
 
+    @property
+    def log(self) -> Any:
+        """The task's logger; once secret parameters are known, each line shows ``***`` for their values."""
+        log = super().log
+        redactor = self.__dict__.get("_redactor")
+        return RedactingLog(log, redactor, redact) if redactor else log
+
     # -- execute --------------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> str:
-        with _frozen_heap():
-            return self._execute(context)
+        self._mask_secrets()
+        if not self._redactor:
+            with _frozen_heap():
+                return self._execute(context)
+        failed: BaseException | None = None
+        # Log records of the libraries the run uses (nbclient logs kernel messages at DEBUG) pass the root handlers.
+        with _frozen_heap(), filtering(logging.getLogger().handlers, self._redactor):
+            try:
+                return self._execute(context)
+            except BaseException as exc:
+                clean = self._redactor.exception(exc)  # in place: args, attributes, the __cause__/__context__ chain
+                if clean is exc:
+                    raise
+                failed = NotebookTaskError(f"Task {self.task_id}: {clean}")
+                failed.__cause__ = clean
+        raise failed  # out of the except block: the uncleaned exception is not attached as its __context__
 
     def _execute(self, context: Context) -> str:
-        ti = context["ti"]
         output = ""
 
         hooks = self.run_hooks(context)
@@ -216,10 +240,15 @@ class NotebookOperator(BaseOperator):
                                          parameters=dict(parameters) if isinstance(parameters, Mapping) else {})
             execution = Execution(
                 self.notebook, parameters=parameters, secrets=secrets, settings=self._settings(),
-                log=_RedactingLog(self.log) if secrets else self.log, hooks=hooks, early_kernel=self.start_kernel_early,
+                log=self.log, hooks=hooks, early_kernel=self.start_kernel_early,
             )
         except (NotebookConfigError, ValueError, TypeError) as exc:
             raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
+        if (ti := context.get("ti")) is None:
+            raise NotebookTaskConfigError(
+                f"Task {self.task_id}: execute() was called without a task instance in its context (`ti`), which "
+                "names the output and receives the results; run the task through Airflow (dag.test(), a worker)."
+            )
 
         publisher: Publisher | None = None
         watch = watch_supervisor(execution.stop, log=self.log)  # an orphan (its worker died) stops its run
@@ -355,18 +384,21 @@ class NotebookOperator(BaseOperator):
     def _mask_secrets(self) -> None:
         """Register each secret value with the masker, keep it privately, and leave ``***`` in ``parameters``:
         whatever reads the operator's attributes later (Airflow's OpenLineage ``airflow`` run facet copies
-        ``parameters``; rendered-field views) never sees the value."""
+        ``parameters``; rendered-field views) never sees the value. A value of the wrong type (a dict holding the
+        secret) is hidden the same way; the run refuses it later, with an error that names only its type."""
         if isinstance(self.secret_parameters, str) or not isinstance(self.parameters, Mapping):
             return
         params, hidden = dict(self.parameters), False
         for name in self.secret_parameters:
             value = params.get(name)
-            if isinstance(value, str) and value and value != SECRET_PLACEHOLDER:
-                mask_secret(value)  # no name: with one, Airflow masks only names it deems sensitive ("password", ...)
+            if value not in (None, "", SECRET_PLACEHOLDER):
+                for text in secret_strings(value):
+                    mask_secret(text)  # no name: with one, Airflow masks only names it deems sensitive ("password")
                 self._secret_values[name] = value
                 params[name], hidden = SECRET_PLACEHOLDER, True
         if hidden:
             self.parameters = params
+        self._redactor = Redactor.of(self._secret_values.values()) or None
 
     def _split_secrets(self) -> tuple[Any, dict[str, Any]]:
         """``parameters`` without the secret ones, and the secret ones (``Execution`` passes them as env vars)."""
@@ -491,30 +523,6 @@ def _frozen_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-class _RedactingLog:
-    """Passes the engine's log lines through Airflow's secrets masker before they are logged.
-
-    A cell may print a secret parameter; a worker's supervisor masks task logs anyway, but the lines are masked
-    here too, so every way of running the task (``dag.test()``, ``airflow tasks test``) hides the value.
-    """
-
-    _LEVELS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
-
-    def __init__(self, log: Any) -> None:
-        self._log = log
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._log, name)
-        if name not in self._LEVELS:
-            return method
-
-        def call(msg: object, *args: Any, **kwargs: Any) -> Any:
-            text = str(msg) % args if args else str(msg)
-            return method("%s", redact(text), **kwargs)
-
-        return call
 
 
 __all__ = ["NotebookOperator", "NotebookTaskError", "NotebookTaskFailed"]

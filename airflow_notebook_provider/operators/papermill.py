@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attr
 from airflow.providers.common.compat.lineage.entities import File
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+from airflow_notebook_provider.engine.attached import AttachedKernels
+from airflow_notebook_provider.engine.kernel import KernelProvider
 from airflow_notebook_provider.exceptions import NotebookTaskConfigError
+from airflow_notebook_provider.hooks.kernel import KERNEL_CONN_TYPE, _kernel_connection
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 
 if TYPE_CHECKING:
@@ -52,6 +56,11 @@ class InputNotebookMissing(NotebookTaskConfigError, ValueError):
     """``input_nb`` is empty after templating: a ``ValueError``, as the papermill provider raises."""
 
 
+class OutputNotebookMissing(NotebookTaskConfigError, ValueError):
+    """``output_nb`` is empty and no task instance is there to name the default location (``execute`` called
+    outside Airflow): a ``ValueError``, as the papermill provider raises."""
+
+
 def _location(value: Any) -> str | None:
     """A path/URL string, or the ``url`` of a papermill ``NoteBook`` (any object with one)."""
     if value is None or isinstance(value, str):
@@ -69,13 +78,15 @@ class PapermillOperator(NotebookOperator):
 
     :param input_nb: Input notebook: path, URL, or a papermill ``NoteBook`` (its ``url`` and ``parameters`` are
         used). Templated.
-    :param output_nb: Output notebook, as a path, URL or ``NoteBook``. Templated. Unlike papermill, optional (the
-        provider's default layout is used) and never overwritten by a retry (``<name>.attempt-<n>.ipynb``).
+    :param output_nb: Output notebook, as a path, URL or ``NoteBook``. Templated. Unlike papermill, optional under
+        Airflow (the provider's default layout, named after the task instance, is used) and never overwritten by a
+        retry (``<name>.attempt-<n>.ipynb``).
     :param parameters: Notebook parameters. Templated.
     :param kernel_name: Kernel to run instead of the notebook's. Templated.
     :param language_name: Language the parameters are written in, as ``language`` (default: the kernel's own).
     :param kernel_conn_id: A kernel that runs elsewhere: the papermill provider's ``jupyter_kernel`` connection (a
         running kernel over ZMQ, attached to and never shut down) or a ``jupyter_gateway`` connection. Templated.
+        A connection without a type is taken as ``jupyter_kernel``, as the papermill provider reads any connection.
     :param log_output: Send the cells' stdout/stderr to the task log (default ``False``, as in papermill).
     :param nbconvert: Accepted and ignored, as the papermill provider itself ignored it.
     :param nbconvert_args: Accepted and ignored, as the papermill provider itself ignored it.
@@ -124,21 +135,58 @@ class PapermillOperator(NotebookOperator):
         self._parameters_given = parameters is not None
 
     def execute(self, context: Context) -> NoteBook:  # type: ignore[override]
+        # The arguments first, as the papermill provider checks them, before anything reads the context.
         if not self.input_nb:
             raise InputNotebookMissing(
                 f"Input notebook is not specified (task {self.task_id}): set `input_nb` to the notebook to run."
+            )
+        if not self.output_nb and not self.output_notebook and context.get("ti") is None:
+            raise OutputNotebookMissing(
+                f"Output notebook is not specified (task {self.task_id}) and no task instance is there to name the "
+                "default location: set `output_nb`, or run the task through Airflow."
             )
         if self.nbconvert or self.nbconvert_args:
             self.log.warning("`nbconvert` and `nbconvert_args` are ignored (the papermill provider ignored them too).")
         self.notebook = _location(self.input_nb) or ""
         self.language = self.language or self.language_name
         self.output_notebook = _location(self.output_nb)
-        nb_params = getattr(self.input_nb, "parameters", None)
-        if not self._parameters_given and isinstance(nb_params, Mapping):
-            self.parameters = dict(nb_params)
+        self._take_inlet_parameters()
         output = super().execute(context)
         params = dict(self.parameters) if isinstance(self.parameters, Mapping) else {}
         return NoteBook(url=output, parameters={k: v for k, v in params.items() if k not in self.secret_parameters})
 
+    def _do_render_template_fields(self, parent: Any, template_fields: Any, context: Any, jinja_env: Any,
+                                   seen_oids: Any) -> None:
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:  # before Airflow stores the rendered fields: a secret in the inlet's parameters is hidden
+            self._take_inlet_parameters()
 
-__all__ = ["InputNotebookMissing", "NoteBook", "PapermillOperator"]
+    def _take_inlet_parameters(self) -> None:
+        """papermill's ``NoteBook`` inlet carries its own parameters; the operator's win when both are set. Secret
+        ones are hidden as in ``parameters``, and the inlet this task holds is replaced by one showing ``***``."""
+        nb_params = getattr(self.input_nb, "parameters", None)
+        if self._parameters_given or not isinstance(nb_params, Mapping):
+            return
+        self.parameters = dict(nb_params)
+        self._mask_secrets()
+        if self.parameters != dict(nb_params) and attr.has(type(self.input_nb)):
+            self.input_nb = attr.evolve(self.input_nb, parameters=dict(self.parameters))
+
+    def _kernels(self) -> KernelProvider:
+        """As ``NotebookOperator``'s, and a ``kernel_conn_id`` connection without a type is a ``jupyter_kernel`` one:
+        the papermill provider's ``KernelHook`` reads any connection as a running kernel, and its own system test
+        defines ``jupyter_kernel_default`` as ``{"host": "localhost", "extra": {"shell_port": 60316}}``."""
+        if self.kernel_conn_id and not self.python and isinstance(self.kernel_conn_id, str):
+            try:
+                conn = BaseHook.get_connection(self.kernel_conn_id)
+            except AirflowNotFoundException:
+                conn = None  # NotebookOperator's error says how to create it
+            if conn is not None and not (conn.conn_type or "").strip():
+                self.log.info("Connection %r has no type; using it as a %r connection (a running kernel over ZMQ), "
+                              "as the papermill provider does. Set its type to say so.", self.kernel_conn_id,
+                              KERNEL_CONN_TYPE)
+                return AttachedKernels(_kernel_connection(conn))
+        return super()._kernels()
+
+
+__all__ = ["InputNotebookMissing", "NoteBook", "OutputNotebookMissing", "PapermillOperator"]

@@ -8,8 +8,12 @@ Where they come from (apache/airflow, ``providers/papermill/tests/``):
   ``logical_date`` in place of the removed ``execution_date``;
 - ``system/papermill/input_notebook.ipynb``: a ``parameters`` cell with ``msgs`` and ``sb.glue("message", msgs)``,
   written here by ``input_notebook()``;
-- ``unit/papermill/operators/test_papermill.py``: ``__init__`` validates nothing, a missing input notebook is a
-  ``ValueError`` "Input notebook is not specified", ``NoteBook`` objects as input and output, templated fields.
+- ``system/papermill/conftest.py``: the remote-kernel system tests start ``ipykernel`` on the papermill provider's
+  default ports with an empty session key, and name it with ``AIRFLOW_CONN_JUPYTER_KERNEL_DEFAULT`` given as JSON
+  without a ``conn_type``;
+- ``unit/papermill/operators/test_papermill.py``: ``__init__`` validates nothing, a missing input or output notebook
+  is a ``ValueError`` ("Input/Output notebook is not specified") raised by ``execute(context={})``, ``NoteBook``
+  objects as input and output, templated fields.
   The unit tests there mock papermill; here the notebooks really run.
 The DAG sources below are the upstream ones with their import line switched to the shim, their paths pointed at
 the test's folder, and the system-test scaffolding (``get_test_run``) left out.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -31,7 +36,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests.helpers import free_port, read_nb, run_dag
+from tests.helpers import free_port, read_nb, run_dag, stop_group
 
 SHIM_IMPORT = "from airflow_notebook_provider.operators.papermill import PapermillOperator"
 WHEN = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
@@ -210,6 +215,101 @@ def test_example_papermill_remote_verify_runs_on_the_running_kernel_and_leaves_i
     assert running_kernel["proc"].poll() is None  # attached to, never shut down
 
 
+# The system tests' kernel and connection (system/papermill/conftest.py): papermill's default ports, an empty
+# session key, and the connection as upstream writes it, with no conn_type.
+UPSTREAM_PORTS = {"shell": 60316, "iopub": 60317, "stdin": 60318, "control": 60319, "hb": 60320}
+UPSTREAM_CONN = '{"host": "localhost", "extra": {"shell_port": 60316} }'
+
+
+@pytest.fixture
+def upstream_remote_kernel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``ipykernel`` as upstream's ``remote_kernel`` fixture starts it, on 127.0.0.1 rather than 0.0.0.0, with the
+    session key ``request.param`` (upstream's is empty)."""
+    from jupyter_client import BlockingKernelClient
+
+    key: str = request.param
+    err = tmp_path / "kernel.err"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ipykernel_launcher", f'--Session.key=b"{key}"',
+         *(f"--{name}={port}" for name, port in UPSTREAM_PORTS.items()), "--ip=127.0.0.1"],
+        cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err.open("wb"),
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")},
+    )
+    try:
+        kc = BlockingKernelClient()
+        kc.load_connection_info({"ip": "127.0.0.1", "key": key.encode(), "transport": "tcp",
+                                 **{f"{name}_port": port for name, port in UPSTREAM_PORTS.items()}})
+        kc.start_channels()
+        try:
+            for _ in range(60):  # ready when it answers kernel_info; fixed ports: one taken makes it exit
+                if proc.poll() is not None:
+                    pytest.fail(f"ipykernel on papermill's default ports {sorted(UPSTREAM_PORTS.values())} exited: "
+                                f"{err.read_text()[-2000:]}")
+                try:
+                    kc.wait_for_ready(timeout=1)
+                    break
+                except RuntimeError:
+                    continue
+            else:
+                pytest.fail("ipykernel on papermill's default ports did not answer within 60 s")
+        finally:
+            kc.stop_channels()
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+SESSION_KEY = uuid.uuid4().hex
+
+
+@pytest.mark.parametrize(
+    ("upstream_remote_kernel", "extra"),
+    [pytest.param(SESSION_KEY, {"session_key": SESSION_KEY}, id="signed"),
+     pytest.param("", {"allow_unsigned": True}, id="unsigned-allowed")],
+    indirect=["upstream_remote_kernel"],
+)
+def test_example_papermill_remote_verify_with_a_connection_without_conn_type(
+    airflow_db, tmp_path: Path, upstream_remote_kernel: subprocess.Popen[bytes], extra: dict[str, Any],
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Upstream's connection has no type: the papermill provider's ``KernelHook`` reads any connection as a running
+    kernel, and so does the shim, saying in the log that it assumed so. Upstream's JSON plus what an attached kernel
+    needs here, a session key or the explicit ``allow_unsigned`` (see the next test)."""
+    conn = json.loads(UPSTREAM_CONN)
+    conn["extra"].update(extra)
+    assert "conn_type" not in conn
+    monkeypatch.setenv("AIRFLOW_CONN_JUPYTER_KERNEL_DEFAULT", json.dumps(conn))
+    source = REMOTE_VERIFY_DAG.format(import_line=SHIM_IMPORT, dag_id="t_up_remote_untyped",
+                                      input_nb=input_notebook(tmp_path), out_dir=tmp_path)
+    res = run_dag(load_dag(tmp_path / "example_papermill_remote_verify.py", source), logical_date=WHEN)
+    log = "".join(capfd.readouterr())
+    assert res["run_example_notebook"].state == "success", log[-3000:]
+    assert res["check_notebook"].state == "success" and res["check_notebook"].xcom["return_value"] is True
+    assert "Connection 'jupyter_kernel_default' has no type; using it as a 'jupyter_kernel' connection" in log
+    (out,) = tmp_path.glob("out-*.ipynb")
+    assert read_nb(out)["metadata"]["language_info"]["name"] == "python"
+    assert upstream_remote_kernel.poll() is None  # attached to, never shut down
+
+
+@pytest.mark.parametrize("upstream_remote_kernel", [""], indirect=True)
+def test_upstreams_connection_as_it_is_is_taken_as_a_kernel_and_refused_for_its_missing_session_key(
+    airflow_db, tmp_path: Path, upstream_remote_kernel: subprocess.Popen[bytes], capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exactly upstream's kernel (no key) and connection: no longer refused for its type, but for its unsigned
+    kernel, which anyone reaching the ports could drive; the message says which extra to set."""
+    monkeypatch.setenv("AIRFLOW_CONN_JUPYTER_KERNEL_DEFAULT", UPSTREAM_CONN)
+    source = REMOTE_VERIFY_DAG.format(import_line=SHIM_IMPORT, dag_id="t_up_remote_untyped_unsigned",
+                                      input_nb=input_notebook(tmp_path), out_dir=tmp_path)
+    res = run_dag(load_dag(tmp_path / "example_papermill_remote_verify.py", source), logical_date=WHEN)
+    log = "".join(capfd.readouterr())
+    assert res["run_example_notebook"].state == "failed"
+    assert "has no type; using it as a 'jupyter_kernel' connection" in log
+    assert "has type None" not in log
+    assert "`session_key`" in log and "`allow_unsigned`" in log
+    assert upstream_remote_kernel.poll() is None
+
+
 def test_a_stop_on_an_attached_kernel_interrupts_it_and_leaves_it_running(
     airflow_db, tmp_path: Path, running_kernel: dict[str, Any], make_notebook
 ) -> None:
@@ -269,12 +369,30 @@ def test_init_does_not_validate_notebooks() -> None:
 
 
 def test_mandatory_attributes() -> None:
-    """A missing input notebook is found at execute() time, after templating, as a ValueError (upstream's match).
-    A missing output notebook is not an error here: the provider's default location is used (README)."""
+    """Test missing Input or Output notebooks are validated at execute() time, after templating.
+
+    Upstream's test as it is. Without a task instance in the context there is no default output location to name,
+    so a missing output notebook is the same ``ValueError``; under Airflow the default location is used (below)."""
     from airflow_notebook_provider.operators.papermill import PapermillOperator
 
     with pytest.raises(ValueError, match="Input notebook is not specified"):
         PapermillOperator(task_id="missing_input_nb", output_nb="foo-bar").execute(context={})  # type: ignore[arg-type]
+
+    with pytest.raises(ValueError, match="Output notebook is not specified"):
+        PapermillOperator(task_id="missing_output_nb", input_nb="foo-bar").execute(context={})  # type: ignore[arg-type]
+
+
+def test_a_missing_output_notebook_takes_the_default_location_under_airflow(airflow_db, output_base: Path,
+                                                                             tmp_path: Path) -> None:
+    from airflow.sdk import DAG
+
+    from airflow_notebook_provider.operators.papermill import PapermillOperator
+
+    with DAG(dag_id="t_up_default_output", schedule=None, start_date=WHEN) as dag:
+        PapermillOperator(task_id="nb", input_nb=str(input_notebook(tmp_path)))
+    res = run_dag(dag)["nb"]
+    assert res.state == "success"
+    assert Path(res.xcom["output_notebook"]).is_relative_to(output_base / "t_up_default_output")
 
 
 @pytest.mark.parametrize("output_as_object", [False, True], ids=["output-as-string", "output-as-notebook-object"])

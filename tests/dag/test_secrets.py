@@ -1,22 +1,29 @@
 """Secret parameters from Airflow variables and connections reach the kernel, and their text is written nowhere.
 
-Not in the output notebook, its metadata, the rendered template fields Airflow stores, XCom, or the task log. The
-secret comes from a variable whose name Airflow does not consider sensitive (``nb_sig``), so only
+Not in the output notebook, its metadata, the rendered template fields Airflow stores, XCom, the task log, or the
+exception a failed task raises (what ``on_failure_callback`` notifiers get). The secret comes from a variable (or a
+parameter) whose name Airflow does not consider sensitive (``nb_sig``, ``signature``), so only
 ``secret_parameters`` protects it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
+from typing import Any
 
+import airflow
 import pendulum
 import pytest
 from airflow.sdk import DAG
+from packaging.version import Version
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import code_cells, read_nb, run_dag, stream_text
@@ -138,3 +145,124 @@ def test_a_secret_a_cell_prints_or_raises_is_starred_in_the_notebook_and_its_rep
     cells = code_cells(read_nb(out))
     assert stream_text(cells[2]) == "debugging with ***\n"
     assert "login refused for '***'" in json.dumps(cells[3]["outputs"])
+
+
+# -- the task's exception, its log and its failure callback ---------------------------------------------------
+
+TOKEN = "SEKRET-123-4f2c9a"
+
+
+def record_failure(path: str, context: Any) -> None:
+    """An ``on_failure_callback`` as a Slack or e-mail notifier sees the failure: the exception's text, its args,
+    and its traceback as ``traceback.format_exception`` prints it (the whole ``__cause__``/``__context__`` chain,
+    suppressed context included)."""
+    exc = context["exception"]
+    chain, seen, link = [], set(), exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        chain.append({"type": type(link).__name__, "str": str(link), "args": repr(link.args),
+                      "notes": repr(getattr(link, "__notes__", None))})
+        link = link.__cause__ or link.__context__
+    Path(path).write_text(json.dumps({
+        "str": str(exc),
+        "repr": repr(exc),
+        "args": repr(exc.args),
+        "traceback": "".join(traceback.format_exception(exc)),
+        "chain": chain,
+    }))
+
+
+def callback_text(seen: Path) -> str:
+    """What ``record_failure`` wrote. Airflow 3.1's ``dag.test()`` runs no task callbacks (checked on 3.1.1, the
+    lowest release CI runs this on): there the exception is checked in the task log alone, and this gives ``""``."""
+    if not seen.exists() and Version(airflow.__version__) < Version("3.2"):
+        return ""
+    return seen.read_text()
+
+
+def run_and_capture(dag: Any, capfd: Any, caplog: Any) -> tuple[Any, str]:
+    """Run ``dag`` with ``dag.test()``; what reached the process's stdout/stderr and the logging records."""
+    with caplog.at_level(logging.DEBUG):
+        res = run_dag(dag)
+    out = "".join(capfd.readouterr())
+    records = "\n".join(
+        f"{r.getMessage()}\n{''.join(traceback.format_exception(*r.exc_info)) if r.exc_info else ''}"
+        for r in caplog.records
+    )
+    return res, out + "\n" + records
+
+
+@pytest.mark.parametrize(
+    ("cells", "shown"),
+    [
+        pytest.param(("#parameters\nsignature = ''", "raise ValueError('bad token ' + signature)"),
+                     "ValueError: bad token ***", id="cell-raises"),
+        pytest.param(("#parameters\nsignature = ''", "raise RuntimeError(f'denied: {signature!r}') from KeyError(signature)"),
+                     "RuntimeError: denied: '***'", id="cell-raises-chained"),
+        pytest.param(("#parameters\nsignature = ''",
+                      "import os, sys\nprint('dying with', signature, file=sys.stderr, flush=True)\nos._exit(3)"),
+                     "DeadKernelError: the kernel died", id="kernel-dies"),
+    ],
+)
+def test_a_secret_in_a_failing_cell_is_starred_in_the_exception_callback_and_log(
+    airflow_db, make_notebook, capfd, caplog, tmp_path: Path, cells: tuple[str, ...], shown: str
+) -> None:
+    nb = make_notebook(*cells)
+    seen = tmp_path / "callback.json"
+    with DAG(dag_id="t_secret_exception", schedule=None, start_date=START) as dag:
+        NotebookOperator(task_id="nb", notebook=str(nb), parameters={"signature": TOKEN}, secret_parameters=["signature"],
+                         on_failure_callback=functools.partial(record_failure, str(seen)))
+    res, log = run_and_capture(dag, capfd, caplog)
+    assert res["nb"].state == "failed"
+    callback = callback_text(seen)
+    assert "NotebookTaskFailed" in log and "Task failed with exception" in log
+    leaks = [where for where, text in (("task log", log), ("on_failure_callback", callback)) if TOKEN in text]
+    assert not leaks, f"the secret is in the {' and the '.join(leaks)}: {callback}"
+    assert shown in (json.loads(callback)["str"] if callback else log)
+    assert TOKEN not in Path(res["nb"].xcom["output_notebook"]).read_text()
+
+
+def test_a_secret_with_a_bad_type_is_starred_in_the_error_the_rendered_fields_and_the_log(
+    airflow_db, make_notebook, capfd, caplog, tmp_path: Path
+) -> None:
+    """A secret parameter that is not a string (a dict holding the value) fails validation; neither the error nor
+    the rendered fields Airflow stores show it."""
+    nb = make_notebook("#parameters\nsignature = ''", "print('ran')")
+    seen = tmp_path / "callback.json"
+    with DAG(dag_id="t_secret_bad_type", schedule=None, start_date=START) as dag:
+        NotebookOperator(task_id="nb", notebook=str(nb), parameters={"signature": {"key": TOKEN}},
+                         secret_parameters=["signature"], on_failure_callback=functools.partial(record_failure, str(seen)))
+    res, log = run_and_capture(dag, capfd, caplog)
+    assert (res["nb"].state, res["nb"].try_number) == ("failed", 1)
+    assert "Secret parameter 'signature' must be a string" in log
+    callback = callback_text(seen)
+    assert "Secret parameter 'signature' must be a string" in (callback or log)
+    assert TOKEN not in callback and TOKEN not in log
+    fields = rendered_fields("t_secret_bad_type", "nb")
+    assert TOKEN not in fields, fields
+
+
+def test_a_secret_in_a_papermill_notebook_inlets_parameters_is_hidden_like_any_other(
+    airflow_db, make_notebook, capfd, caplog, monkeypatch, tmp_path: Path
+) -> None:
+    """The papermill drop-in takes parameters from a ``NoteBook`` inlet too: a secret there is hidden from the
+    rendered fields, the exception and the log as one given in ``parameters``, and still reaches the kernel."""
+    from airflow_notebook_provider.operators.papermill import NoteBook, PapermillOperator
+
+    nb = make_notebook("#parameters\nsignature = ''", "print(len(signature))\nraise ValueError('bad token ' + signature)")
+    seen = tmp_path / "callback.json"
+    with DAG(dag_id="t_secret_papermill_inlet", schedule=None, start_date=START) as dag:
+        PapermillOperator(task_id="nb", input_nb=NoteBook(str(nb), parameters={"signature": "{{ var.value.nb_sig }}"}),
+                          output_nb=str(tmp_path / "out.ipynb"), secret_parameters=["signature"], log_output=True,
+                          on_failure_callback=functools.partial(record_failure, str(seen)))
+    monkeypatch.setenv("AIRFLOW_VAR_NB_SIG", TOKEN)
+    res, log = run_and_capture(dag, capfd, caplog)
+    assert res["nb"].state == "failed"
+    assert f"[stdout] {len(TOKEN)}" in log  # the kernel had the value
+    callback = callback_text(seen)
+    assert "ValueError: bad token ***" in (json.loads(callback)["str"] if callback else log)
+    fields = rendered_fields("t_secret_papermill_inlet", "nb")
+    leaks = [where for where, text in (("task log", log), ("on_failure_callback", callback),
+                                       ("rendered fields", fields), ("output", (tmp_path / "out.ipynb").read_text()))
+             if TOKEN in text]
+    assert not leaks, f"the secret is in the {' and the '.join(leaks)}: {fields}"
