@@ -1,6 +1,7 @@
 # Commands for a fresh machine (Python 3.10+ with venv):
 #   make demo   set up, then run the example DAG end to end (SQLite metadata DB, local output folder)
-#   make test   set up, then run the whole test suite
+#   make test   set up, then run ruff, mypy, the docs build (make docs) and the whole test suite
+#   make docs   set up, then build the documentation site into site/ (open site/index.html)
 #   make ui     set up, then the Airflow UI on the demo's home (127.0.0.1 only, prints URL and login)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ DEMO_HOME ?= $(CURDIR)/airflow-home
 DEMO_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/example_dags AIRFLOW__CORE__LOAD_EXAMPLES=False
 UI_PORT ?= 8080
 
-.PHONY: setup gateway demo ui test lint bench bench-smoke clean setup-min test-min
+.PHONY: setup gateway demo ui test lint docs bench bench-smoke clean setup-min test-min
 
 setup: $(VENV)/.installed
 
@@ -18,7 +19,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,bench]" "apache-airflow==$(AIRFLOW_VERSION)" -c constraints.txt
+	$(PY) -m pip install -q -e ".[test,bench,docs]" "apache-airflow==$(AIRFLOW_VERSION)" -c constraints.txt
 	$(PY) -m bash_kernel.install --sys-prefix > /dev/null  # the bash kernelspec, inside the venv
 	touch $@
 
@@ -74,13 +75,18 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# The documentation site (mkdocs.yml, docs/) into site/. --strict: a warning, a broken link or anchor, or a missing
+# included example DAG fails it. Offline: no web fonts or external assets. NO_MKDOCS_2_WARNING: Material's banner.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 # The whole suite on $(AIRFLOW_VERSION), then the core of it on $(AIRFLOW_MIN_VERSION) (test-min), which runs even when
-# the first part failed; either failing fails `make test`.
-test: setup gateway lint setup-min
+# the first part failed; either failing fails `make test`. The docs are built first (make docs).
+test: setup gateway lint docs setup-min
 	status=0; $(PY) -m pytest || status=$$?; $(MIN_VENV)/bin/python -m pytest $(MIN_TESTS) || status=1; exit $$status
 
 clean:
-	rm -rf $(DEMO_HOME) .pytest_cache
+	rm -rf $(DEMO_HOME) .pytest_cache site
 
 bench: setup gateway
 	$(PY) -m bench.run

@@ -1,7 +1,7 @@
-"""The figures in the README for `params`, `diff` and `clean`: wall time of the installed command (a user's view,
-start-up included), median of 5, and the in-process time of the work itself.
+"""The figures for `params`, `diff` and `clean` in the docs (docs/benchmarks.md, "The command-line tool"): wall time
+of the installed command (a user's view, start-up included), median of 5, and the in-process time of the work itself.
 
-    .venv/bin/python docs/measure_issue16.py [WORKDIR]
+    .venv/bin/python -m bench.measure_cli [WORKDIR]
 
 Builds a 200-cell notebook (20 parameters), runs it twice with `airflow-notebook run` (limit 5 passes, limit 500
 fails at cell 190), then times `params` on it, `diff` of the two outputs, and `clean --older-than 30d` (dry run,
