@@ -41,7 +41,7 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
 def test_soak_and_gateway_benchmarks_start(tmp_path: Path) -> None:
     """The soak (``make soak``, not run in CI: an hour) and the gateway benchmark at least import and parse their
     arguments, so a refactor of the helpers they share with the tests cannot break them unnoticed."""
-    for module in ("bench.soak", "bench.gateway", "bench.task_cpu"):
+    for module in ("bench.soak", "bench.gateway", "bench.task_cpu", "bench.compare_scale"):
         proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 0 and "usage:" in proc.stdout, f"{module}: {proc.stderr[-3000:]}"
