@@ -32,21 +32,14 @@ import pytest
 
 from tests.distributed.services import Cluster, wait_dags_parsed
 from tests.engine.test_launcher import SECRET_SIZES, memory_scan
-from tests.helpers import processes_with_env
+from tests.helpers import processes_with_env, python_notebook
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = ("worker-a", "worker-b")
 
 
 def _notebook(path: Path, *sources: str) -> None:
-    nb = nbformat.v4.new_notebook(
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    for src in sources:
-        cell = nbformat.v4.new_code_cell(src)
-        if src.startswith("#parameters"):
-            cell.metadata["tags"] = ["parameters"]
-        nb.cells.append(cell)
-    nbformat.write(nb, str(path))
+    nbformat.write(python_notebook(*sources), str(path))
 
 
 def _printed(nb: dict[str, Any]) -> str:
