@@ -23,10 +23,16 @@ _PAPERMILL_PORTS = {"shell_port": 60316, "iopub_port": 60317, "stdin_port": 6031
                     "hb_port": 60320}
 
 
-def kernels_for_connection(conn_id: str) -> KernelProvider:
-    """The kernels a connection gives: a gateway's, or the one running kernel it names."""
+def kernels_for_connection(conn_id: str, *, untyped: str | None = None, log: Any = None) -> KernelProvider:
+    """The kernels a connection gives: a gateway's, or the one running kernel it names. ``untyped`` is the type a
+    connection without one is taken as (the papermill drop-in: its provider reads any connection as a kernel)."""
     conn = _connection(conn_id)
-    conn_type = (conn.conn_type or "").replace("-", "_")
+    conn_type = (conn.conn_type or "").strip().replace("-", "_")
+    if not conn_type and untyped:
+        if log is not None:
+            log.info("Connection %r has no type; using it as a %r connection, as the papermill provider does. Set its "
+                     "type to say so.", conn_id, untyped)
+        conn_type = untyped
     if conn_type == GATEWAY_CONN_TYPE:
         return GatewayKernels(JupyterGatewayHook.settings_of(conn))
     if conn_type == KERNEL_CONN_TYPE:

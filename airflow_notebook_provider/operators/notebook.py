@@ -127,6 +127,9 @@ class NotebookOperator(BaseOperator):
     start_kernel_early: bool = True
     """Start the kernel (``kernel_name``, else ``python3``) while the notebook is fetched; a notebook on another
     kernel then pays one wasted kernel start. A subclass may turn it off."""
+    untyped_kernel_conn_type: str | None = None
+    """The type a ``kernel_conn_id`` connection without one is taken as; None refuses it (the papermill drop-in
+    sets ``jupyter_kernel``)."""
 
     def __init__(
         self,
@@ -467,7 +470,7 @@ class NotebookOperator(BaseOperator):
                 f"`python` ({self.python!r}) and `kernel_conn_id` ({self.kernel_conn_id!r}) both say where the kernel "
                 "runs; keep one (a gateway's kernels run in the gateway's environments)."
             )
-        return kernels_for_connection(self.kernel_conn_id)
+        return kernels_for_connection(self.kernel_conn_id, untyped=self.untyped_kernel_conn_type, log=self.log)
 
     def _identity(self, context: Context) -> dict[str, Any]:
         """``metadata.airflow`` of the output notebook: the attempt it belongs to (checked by every reader)."""

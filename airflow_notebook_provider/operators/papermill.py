@@ -17,12 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attr
 from airflow.providers.common.compat.lineage.entities import File
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
-from airflow_notebook_provider.engine.attached import AttachedKernels
-from airflow_notebook_provider.engine.kernel import KernelProvider
 from airflow_notebook_provider.exceptions import NotebookTaskConfigError
-from airflow_notebook_provider.hooks.kernel import KERNEL_CONN_TYPE, _kernel_connection
+from airflow_notebook_provider.hooks.kernel import KERNEL_CONN_TYPE
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 
 if TYPE_CHECKING:
@@ -96,6 +93,7 @@ class PapermillOperator(NotebookOperator):
     output location and whose ``parameters`` are the ones injected, as the papermill provider returns.
     """
 
+    untyped_kernel_conn_type = KERNEL_CONN_TYPE  # the papermill provider's KernelHook reads any connection as a kernel
     template_fields: Sequence[str] = (
         "input_nb",
         "output_nb",
@@ -171,22 +169,6 @@ class PapermillOperator(NotebookOperator):
         self._mask_secrets()
         if self.parameters != dict(nb_params) and attr.has(type(self.input_nb)):
             self.input_nb = attr.evolve(self.input_nb, parameters=dict(self.parameters))
-
-    def _kernels(self) -> KernelProvider:
-        """As ``NotebookOperator``'s, and a ``kernel_conn_id`` connection without a type is a ``jupyter_kernel`` one:
-        the papermill provider's ``KernelHook`` reads any connection as a running kernel, and its own system test
-        defines ``jupyter_kernel_default`` as ``{"host": "localhost", "extra": {"shell_port": 60316}}``."""
-        if self.kernel_conn_id and not self.python and isinstance(self.kernel_conn_id, str):
-            try:
-                conn = BaseHook.get_connection(self.kernel_conn_id)
-            except AirflowNotFoundException:
-                conn = None  # NotebookOperator's error says how to create it
-            if conn is not None and not (conn.conn_type or "").strip():
-                self.log.info("Connection %r has no type; using it as a %r connection (a running kernel over ZMQ), "
-                              "as the papermill provider does. Set its type to say so.", self.kernel_conn_id,
-                              KERNEL_CONN_TYPE)
-                return AttachedKernels(_kernel_connection(conn))
-        return super()._kernels()
 
 
 __all__ = ["InputNotebookMissing", "NoteBook", "OutputNotebookMissing", "PapermillOperator"]
