@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jupyter_client.asynchronous.client import AsyncKernelClient
-
+from airflow_notebook_provider.engine import _compat
 from airflow_notebook_provider.engine.errors import NotebookConfigError, NotebookInputError
 from airflow_notebook_provider.engine.kernel import Kernel, KernelProvider, KernelSpecInfo
 
@@ -175,17 +174,15 @@ class _AttachedManager:
         """The connection comes from an Airflow connection, not a file of ours."""
 
 
-class _AttachedClient(AsyncKernelClient):
+class _AttachedClient(_compat.CheckedLivenessClient):
     """jupyter_client's client, alive while the kernel's heartbeat answers (the kernel has no manager here)."""
 
     def heartbeat(self) -> bool:
-        hb = self._hb_channel
+        hb = _compat.heartbeat_channel(self)
         return hb is None or bool(hb.is_beating())
 
-    async def _async_is_alive(self) -> bool:
+    def kernel_alive(self) -> bool:
         return self.heartbeat()
-
-    is_alive = _async_is_alive
 
     def interrupt(self) -> None:
         """Ask the kernel to interrupt its current cell (the message form of SIGINT, kernel protocol 5.3)."""

@@ -18,6 +18,8 @@ from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
 
+from airflow_notebook_provider.engine import _compat
+from airflow_notebook_provider.engine.storage import current_umask
 from airflow_notebook_provider.launcher import HEADER
 
 CONNECT_TIMEOUT = 10.0
@@ -144,7 +146,7 @@ def launch(path: str, argv: list[str], *, env: Mapping[str, str], cwd: str | Non
             if uid != os.getuid():
                 raise LauncherUnavailable(f"the kernel launcher at {path} runs as another user")
             body = json.dumps({"argv": argv, "env": dict(env), "cwd": cwd or os.getcwd(),
-                               "umask": _current_umask()}).encode()
+                               "umask": current_umask()}).encode()
             conn.settimeout(left())
             socket.send_fds(conn, [HEADER.pack(len(body)) + body], [1, 2])
             line = b""
@@ -168,12 +170,6 @@ def launch(path: str, argv: list[str], *, env: Mapping[str, str], cwd: str | Non
     return ForkedKernelProcess(conn, int(answer["pid"]))
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 class LaunchingProvisioner(LocalProvisioner):
     """jupyter_client's local provisioner, except that the kernel process is forked by the worker's kernel
     launcher (``launcher.py``) when it can be, which saves the kernel's imports; otherwise, or if the launcher
@@ -192,7 +188,5 @@ class LaunchingProvisioner(LocalProvisioner):
         except LauncherUnavailable as exc:
             logging.getLogger(__name__).info("Kernel started as a new process: %s", exc)
             return await super().launch_kernel(cmd, **kwargs)
-        self.process = process  # type: ignore[assignment]  # Popen's part that LocalProvisioner uses
-        self.pid = self.pgid = process.pid
-        self.cwd = kwargs.get("cwd") or os.getcwd()
+        _compat.set_provisioner_process(self, process, kwargs.get("cwd") or os.getcwd())
         return self.connection_info

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from queue import Empty
 from typing import Any
 
-from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.jsonutil import json_default
 
+from airflow_notebook_provider.engine import _compat
 from airflow_notebook_provider.engine.gateway_api import (
     CHANNELS,
     UNREACHABLE,
@@ -68,7 +68,7 @@ class _WsChannel:
         """Closed with the websocket."""
 
 
-class GatewayKernelClient(AsyncKernelClient):
+class GatewayKernelClient(_compat.CheckedLivenessClient):
     """jupyter_client's async client with its five channels carried by the gateway's websocket.
 
     The request API (``execute``, ``kernel_info``...) and message building are jupyter_client's own. The client
@@ -241,10 +241,8 @@ class GatewayKernelClient(AsyncKernelClient):
                                " (its memory limit, a crash, or a kill on the gateway's host)")
         self._channel(channel).put(msg)
 
-    async def _async_is_alive(self) -> bool:
+    def kernel_alive(self) -> bool:
         return self.alive
-
-    is_alive = _async_is_alive
 
     def stop_channels(self) -> None:
         """Stop reading; ``aclose`` (awaited by the kernel's shutdown) closes the socket itself."""

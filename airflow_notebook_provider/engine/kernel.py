@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -320,11 +319,11 @@ class LocalKernel(Kernel):
         kwargs: dict[str, Any] = {"cwd": self.cwd} if self.cwd else {}
         inherited = self.inherited.apply(os.environ, {*self.unset_env, launcher.ENV_VAR})
         socket_path = os.environ.get(launcher.ENV_VAR)
-        if socket_path and self.km.provisioner is None:
-            self.km.kernel_id = self.km.kernel_id or str(uuid.uuid4())
-            self.km.provisioner = LaunchingProvisioner(
-                kernel_id=self.km.kernel_id, kernel_spec=self.km.kernel_spec, parent=self.km, socket_path=socket_path,
-            )
+        if socket_path:
+            km = self.km
+            _compat.preset_provisioner(km, lambda kernel_id: LaunchingProvisioner(
+                kernel_id=kernel_id, kernel_spec=km.kernel_spec, parent=km, socket_path=socket_path,
+            ))
         await ensure_async(self.km.start_kernel(extra_arguments=args, env={**inherited, **self.env}, **kwargs))
         proc = _compat.kernel_process(self.km)
         self.pid = getattr(proc, "pid", None) or -1

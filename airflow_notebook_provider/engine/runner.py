@@ -15,11 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
-from airflow_notebook_provider.engine import record
+from airflow_notebook_provider.engine import _compat, record
 from airflow_notebook_provider.engine.celllog import QUIET_CELL_SECONDS, CellLog
 from airflow_notebook_provider.engine.errors import (
     Failure,
@@ -57,20 +56,6 @@ _INTERRUPT_SECONDS = 5.0
 # After a KeyboardInterrupt nobody in the run asked for, how long to watch for the kernel's end (a shutdown from
 # outside interrupts the kernel first); a kernel still alive by then was only interrupted.
 _SHUTDOWN_GRACE_SECONDS = 2.0
-
-
-class _Client(NotebookClient):
-    """nbclient's client with one addition: stream output goes to the log as it arrives."""
-
-    def __init__(self, nb: NotebookNode, cell_log: CellLog, **kw: Any) -> None:
-        super().__init__(nb, **kw)
-        self._cell_log = cell_log
-
-    def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
-        out = super().output(outs, msg, display_id, cell_index)
-        if msg["msg_type"] == "stream":
-            self._cell_log.stream(msg["content"].get("name", "stdout"), msg["content"].get("text", ""))
-        return out
 
 
 class NotebookRun:
@@ -270,17 +255,18 @@ class NotebookRun:
             self.hooks.on_kernel_ready(KernelReady(kernel.name, info.get("language_info") or {}, early))
         return None
 
-    def _client(self, kernel: Kernel) -> _Client:
+    def _client(self, kernel: Kernel) -> _compat.StreamingNotebookClient:
+        """nbclient's client on the run's kernel, with stream output going to the log as it arrives."""
         s = self.settings
-        client = _Client(
-            self.nb, self.cell_log, kernel_name=self.kernel_name, timeout=s.cell_timeout,
+        client = _compat.StreamingNotebookClient(
+            self.nb, self.cell_log.stream, kernel_name=self.kernel_name, timeout=s.cell_timeout,
             startup_timeout=int(s.startup_timeout), iopub_timeout=_IOPUB_DRAIN_SECONDS, allow_errors=False,
             resources={"metadata": {"path": s.cwd}} if s.cwd else {},
         )
-        client.km, client.kc = kernel.km, kernel.kc
+        _compat.set_client_kernel(client, kernel.km, kernel.kc)
         return client
 
-    async def _execute_cells(self, client: _Client, kernel: Kernel) -> tuple[Failure | None, bool]:
+    async def _execute_cells(self, client: _compat.StreamingNotebookClient, kernel: Kernel) -> tuple[Failure | None, bool]:
         """Run the cells in order; stop at the first failure, or early at a clean ``sys.exit()``."""
         cells = self.nb.cells
         total = len(cells)

@@ -54,14 +54,21 @@ def unique_piece(value: object) -> str:
 
 
 def current_umask() -> int:
-    """This process's umask, read without changing it (``os.umask`` can only set it, racing other threads)."""
+    """This process's umask, read without changing it: the ``Umask:`` line of ``/proc/self/status`` (Linux 4.7+).
+
+    ``os.umask`` can only set it (and return the old one), so where that line is missing the mask is set and set
+    back, the only way there is: a thread creating a file in between gets mode 0o077's, never a wider one. The
+    one umask reader of the package (the kernel launcher's request uses it too).
+    """
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
-    return 0o022
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def same_location(a: str, b: str) -> bool:
