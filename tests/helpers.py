@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,3 +220,43 @@ def s3_client(endpoint: str) -> Any:
     return boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
+
+
+def memory_scan(*secrets: str) -> str:
+    """A cell that looks for each of ``secrets`` in its kernel's own writable memory (/proc/self/maps and
+    /proc/self/mem) and prints ``found: [regions]``. The cell holds each secret's two halves apart, never the secret
+    itself, so only a real copy (of an earlier run's request, say) is found."""
+    halves = [(s[:len(s) // 2].encode(), s[len(s) // 2:].encode()) for s in secrets]
+    return textwrap.dedent(f"""\
+        HALVES = {halves!r}
+        found = []
+        with open('/proc/self/maps') as maps:
+            regions = maps.read().splitlines()
+        with open('/proc/self/mem', 'rb', buffering=0) as mem:
+            for line in regions:
+                addr, perms, *rest = line.split()
+                name = rest[3] if len(rest) > 3 else ''
+                if not perms.startswith('r') or ('w' not in perms and name and not name.startswith('[')) \\
+                        or name in ('[vvar]', '[vsyscall]', '[vvar_vclock]'):
+                    continue
+                start, end = (int(x, 16) for x in addr.split('-'))
+                try:
+                    mem.seek(start)
+                    data = mem.read(end - start)
+                except (OSError, ValueError, OverflowError):
+                    continue
+                for i, (a, b) in enumerate(HALVES):
+                    at = data.find(a)
+                    while at >= 0:
+                        if data[at + len(a):at + len(a) + len(b)] == b:
+                            found.append(f'secret {{i}} in {{line}}')
+                            break
+                        at = data.find(a, at + 1)
+                del data
+        print('found:', found[:5])
+    """)
+
+
+SECRET_SIZES = (16, 24, 40, 60, 100, 150, 250, 400, 700, 1000, 3000)
+"""Secret parameters of many sizes: what is freed by the launcher lands in many of its allocator's bins, and some
+are not reused by a later kernel's own start."""

@@ -1,4 +1,4 @@
-"""Hardening of what a task writes and what its kernel sees (issue 14: findings 7, 8 and 11)."""
+"""Hardening of what a task writes and what its kernel sees."""
 
 from __future__ import annotations
 

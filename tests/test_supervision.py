@@ -14,8 +14,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,12 +79,31 @@ def test_orphan_stops_its_run_and_exits(tmp_path: Path) -> None:
                 pass
 
 
+class CountedWatch(SupervisorWatch):
+    """A ``SupervisorWatch`` that says when it has looked ``enough`` times: a test waits for that event rather than
+    for a guessed time."""
+
+    def __init__(self, *args: Any, enough: int = 3, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.looks = 0
+        self.enough = enough
+        self.looked = threading.Event()
+
+    def gone(self) -> str | None:
+        why = super().gone()
+        self.looks += 1
+        if self.looks >= self.enough:
+            self.looked.set()
+        return why
+
+
 def test_supervisor_socket_hangup_stops_the_run() -> None:
     ours, theirs = socket.socketpair()
     reasons: list[str] = []
-    watch = SupervisorWatch(reasons.append, interval=0.1, exit_after=None, sock=ours).start()
+    watch = CountedWatch(reasons.append, interval=0.1, exit_after=None, sock=ours)
+    watch.start()
     try:
-        time.sleep(0.4)
+        assert watch.looked.wait(timeout=30), "the watch never looked at its supervisor"
         assert reasons == [], "a live supervisor socket must not stop the run"
         theirs.close()
         deadline = time.monotonic() + 5
@@ -97,10 +118,13 @@ def test_supervisor_socket_hangup_stops_the_run() -> None:
 def test_closed_watch_never_stops() -> None:
     ours, theirs = socket.socketpair()
     reasons: list[str] = []
-    watch = SupervisorWatch(reasons.append, interval=0.1, exit_after=None, sock=ours).start()
+    watch = CountedWatch(reasons.append, interval=0.1, exit_after=None, sock=ours).start()
     watch.close()
     theirs.close()
-    time.sleep(0.4)
+    for thread in threading.enumerate():  # the watch's thread ends at close: nothing can stop the run after that
+        if thread.name == "notebook-supervisor-watch":
+            thread.join(timeout=30)
+            assert not thread.is_alive(), "a closed watch kept watching"
     assert reasons == []
     ours.close()
 

@@ -25,17 +25,14 @@ _LINK_PATH = re.compile(r"/notebook/dags/(?P<dag_id>[^/]+)/[^/]+/?$")
 
 
 def _viewer_link(location: str) -> tuple[Any, int | None] | None:
-    """(task-instance identity, try number or None) of a viewer link, else None.
-
-    Both forms are links: ``…/notebook/dags/<dag_id>/<route>?run_id=…&task_id=…`` and the older
-    ``…/notebook/<route>?dag_id=…&run_id=…&task_id=…`` that XComs stored before the DAG moved into the path.
-    """
+    """(task-instance identity, try number or None) of a viewer link
+    (``…/notebook/dags/<dag_id>/<route>?run_id=…&task_id=…``), else None."""
     parsed = urlparse(location)
     if "/notebook/" not in parsed.path or not parsed.query:
         return None
     query = parse_qs(parsed.query)
     in_path = _LINK_PATH.search(parsed.path)
-    dag_id = unquote(in_path.group("dag_id")) if in_path else (query.get("dag_id") or [""])[0]
+    dag_id = unquote(in_path.group("dag_id")) if in_path else ""
     if not (dag_id and query.get("run_id") and query.get("task_id")):
         return None
     try:

@@ -241,7 +241,6 @@ def read_run(nb: Mapping[str, Any]) -> RunSummary:
     meta = _dict(nb.get("metadata"))
     pm = _dict(meta.get("papermill"))
     prov = _dict(meta.get(PROVENANCE_KEY))
-    legacy = _dict(meta.get("airflow"))  # outputs written by 0.1.0 kept provenance there
     cells: list[CellSummary] = []
     failed: FailedCell | None = None
     position = 0
@@ -283,16 +282,15 @@ def read_run(nb: Mapping[str, Any]) -> RunSummary:
         status = "running or interrupted"
     else:
         status = "not run"
-    secrets = (_str_dict(prov.get(SECRET_PARAMETERS_KEY)) or _str_dict(prov.get("secret_env"))
-               or _str_dict(legacy.get(SECRET_PARAMETERS_KEY)))
+    secrets = _str_dict(prov.get(SECRET_PARAMETERS_KEY))
     parameters = pm.get("parameters")
     return RunSummary(
         status=status,
         failed_cell=failed,
         parameters={str(k): v for k, v in parameters.items()} if isinstance(parameters, Mapping) else {},
         secret_parameters=secrets,
-        input_path=_str(pm.get("input_path")) or _str(legacy.get("input_path")),
-        input_sha256=_str(prov.get("input_sha256")) or _str(legacy.get("input_sha256")),
+        input_path=_str(pm.get("input_path")),
+        input_sha256=_str(prov.get("input_sha256")),
         start_time=_str(pm.get("start_time")),
         end_time=_str(pm.get("end_time")),
         duration=_number(pm.get("duration")),

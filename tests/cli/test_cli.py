@@ -206,7 +206,7 @@ def test_debug_loop_fail_in_airflow_pull_the_link_fix_rerun(airflow_db, make_not
 
 
 def test_pull_of_an_unknown_link_says_what_to_do(airflow_db) -> None:
-    proc = cli("pull", "/notebook/view?dag_id=nope&run_id=r&task_id=t&map_index=-1&try_number=1")
+    proc = cli("pull", "/notebook/dags/nope/view?run_id=r&task_id=t&map_index=-1&try_number=1")
     assert proc.returncode == 2
     assert "has no output notebook for task t" in proc.stderr and "Output notebook:" in proc.stderr
 

@@ -282,8 +282,8 @@ def test_pull_writes_only_into_the_chosen_folder(airflow_db, tmp_path: Path, htt
     query = {"run_id": read_nb(recorded)["metadata"]["airflow"]["run_id"], "task_id": "nb", "map_index": -1,
              "try_number": 1}
     links = {
-        "old": f"/notebook/view?{urlencode({'dag_id': 't_cli_pull_here', **query})}",
-        "new": f"http://airflow.example.com/notebook/dags/{quote('t_cli_pull_here', safe='')}/view?{urlencode(query)}",
+        "relative": f"/notebook/dags/{quote('t_cli_pull_here', safe='')}/view?{urlencode(query)}",
+        "absolute": f"http://airflow.example.com/notebook/dags/{quote('t_cli_pull_here', safe='')}/view?{urlencode(query)}",
     }
     for form, link in links.items():
         work = tmp_path / f"work-{form}"

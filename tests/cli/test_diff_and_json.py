@@ -92,7 +92,7 @@ def test_diff_errors_exit_2_with_one_line(passed_then_failed: tuple[Path, Path],
     for args, expected in (
         ((str(a), str(tmp_path / "missing.ipynb")), "missing.ipynb does not exist."),
         ((str(a), str(tmp_path / "text.ipynb")), "text.ipynb is not a notebook: it is not valid JSON"),
-        ((str(a), "/notebook/view?dag_id=nope&run_id=r&task_id=t"), "of DAG nope, run r"),
+        ((str(a), "/notebook/dags/nope/view?run_id=r&task_id=t"), "of DAG nope, run r"),
     ):
         proc = cli("diff", *args)
         assert proc.returncode == 2, (args, proc.stderr)

@@ -31,8 +31,7 @@ import nbformat
 import pytest
 
 from tests.distributed.services import Cluster, wait_dags_parsed
-from tests.engine.test_launcher import SECRET_SIZES, memory_scan
-from tests.helpers import processes_with_env, python_notebook
+from tests.helpers import SECRET_SIZES, memory_scan, processes_with_env, python_notebook
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = ("worker-a", "worker-b")
@@ -71,7 +70,7 @@ with DAG("iso_scan", schedule=None, start_date=START, max_active_tasks=8):
 
 
 def test_a_kernel_on_a_celery_worker_finds_no_secret_of_an_earlier_dag(cluster: Cluster, staging: Path) -> None:
-    """Finding 1 on real Celery workers: DAG A's tasks get secret parameters; once A has ended, DAG B's tasks,
+    """On real Celery workers: DAG A's tasks get secret parameters; once A has ended, DAG B's tasks,
     forked by the same workers' launchers, scan their own memory for them and find none."""
     values = {f"s{n}": ("s" + secrets.token_hex(n))[:n] for n in SECRET_SIZES}
     work = staging / "work"
@@ -235,7 +234,7 @@ def unprivileged(airflow_db: Path) -> Iterator[tuple[list[str], Path, str]]:
 
 @pytest.mark.parametrize("mode", ["launcher", "new process"])
 def test_a_kernel_of_a_non_root_worker_cannot_read_its_parents(unprivileged: tuple[list[str], Path, str], mode: str) -> None:
-    """Finding 4: the denylist keeps ``AIRFLOW_CONN_*`` out of the kernel's environment; a kernel of the same
+    """The denylist keeps ``AIRFLOW_CONN_*`` out of the kernel's environment; a kernel of the same
     (non-root) user must not find it in the task process's or the launcher's environment or memory either, and
     still reads its own /proc/self as usual (psutil, environ, maps)."""
     prefix, folder, marker = unprivileged

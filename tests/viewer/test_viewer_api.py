@@ -41,11 +41,6 @@ def route(name: str, dag_id: str, run_id: str, task_id: str = "nb", **extra: Any
                                                                            **extra})
 
 
-def old_route(name: str, dag_id: str, run_id: str, task_id: str = "nb", **extra: Any) -> str:
-    """The query-string form of earlier releases (``/notebook/<name>?dag_id=…``), kept in old XComs."""
-    return f"/notebook/{name}?" + urlencode({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, **extra})
-
-
 @pytest.fixture(scope="module")
 def succeeded(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One successful run with parameters, shared by the read-only tests."""
@@ -158,9 +153,6 @@ def test_a_user_of_one_dag_cannot_read_another_dags_notebook(api: Api, succeeded
         for url in (route(name, "t_viewer_ok", ok_run),
                     route(name, "t_viewer_ok", ok_run) + "&dag_id=t_viewer_other",
                     route(name, "t_viewer_ok", ok_run) + "&dag_id=t_viewer_other&dag_id=t_viewer_other",
-                    old_route(name, "t_viewer_ok", ok_run),
-                    old_route(name, "t_viewer_ok", ok_run) + "&dag_id=t_viewer_other",
-                    old_route(name, "t_viewer_other", ok_run) + "&dag_id=t_viewer_ok",
                     f"/notebook/dags/t_viewer_other/..%2Ft_viewer_ok/{name}?run_id={quote(ok_run)}&task_id=nb",
                     f"/notebook/dags/t_viewer_other%2F..%2Ft_viewer_ok/{name}?run_id={quote(ok_run)}&task_id=nb"):
             got = api.get(url, user=user)
@@ -169,24 +161,6 @@ def test_a_user_of_one_dag_cannot_read_another_dags_notebook(api: Api, succeeded
     # Their own DAG with the other's dag_id in the query: their own notebook, never the other's.
     mixed = api.get(route("render", "t_viewer_other", own_run) + "&dag_id=t_viewer_ok", user=user)
     assert mixed.status_code == 200 and "other dag output" in mixed.text and "rendered ok" not in mixed.text
-
-
-def test_an_old_query_string_link_redirects_to_the_new_form(api: Api, succeeded: dict[str, Any]) -> None:
-    """Links of earlier releases (kept in XComs) answer 307 with the new form; following it serves the page."""
-    old = old_route("view", "t_viewer_ok", succeeded["run_id"], map_index=-1, try_number=1)
-    moved = api.get(old, follow_redirects=False)
-    assert moved.status_code == 307
-    assert moved.headers["location"] == "dags/t_viewer_ok/view?" + urlencode(
-        {"run_id": succeeded["run_id"], "task_id": "nb", "map_index": -1, "try_number": 1})
-    followed = api.get(old)
-    assert followed.status_code == 200 and str(followed.url).endswith(
-        route("view", "t_viewer_ok", succeeded["run_id"], map_index=-1, try_number=1))
-    assert "rendered ok" in api.frame(followed).text
-    download = api.get(old_route("download", "t_viewer_ok", succeeded["run_id"]))
-    assert download.content == succeeded["output"].read_bytes()
-    # The redirect decides nothing: without a user the new form answers 401.
-    assert api.get(old, user=None).status_code == 401
-    assert api.get("/notebook/view?run_id=r&task_id=nb").status_code == 404  # no DAG named: nothing to redirect to
 
 
 def test_download_returns_the_stored_bytes(api: Api, succeeded: dict[str, Any]) -> None:

@@ -190,8 +190,7 @@ def test_viewer_refuses_a_browser_that_is_not_logged_in(airflow: tuple[Airflow, 
     context = browser.new_context()
     try:
         for url in (f"{af.base}/notebook/dags/{DAG_ID}/view?run_id={quote(run_id, safe='')}&task_id=fails",
-                    f"{af.base}/notebook/dags/{DAG_ID}/render?run_id={quote(run_id, safe='')}&task_id=fails",
-                    f"{af.base}/notebook/view?dag_id={DAG_ID}&run_id={quote(run_id, safe='')}&task_id=fails"):
+                    f"{af.base}/notebook/dags/{DAG_ID}/render?run_id={quote(run_id, safe='')}&task_id=fails"):
             response = context.new_page().goto(url)
             assert response is not None and response.status == 401, url
     finally:

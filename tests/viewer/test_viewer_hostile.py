@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import nbformat
 import pendulum
@@ -39,9 +39,9 @@ NOT_SERVED = "which is not a file under [notebook] output_base or [notebook] vie
 
 
 def url(route: str, dag_id: str, run_id: str, task_id: str = "nb", **extra: Any) -> str:
-    """A viewer URL in the query-string form of every release: the current viewer redirects it (307) to
-    ``/notebook/dags/<dag_id>/<route>?…``, which the test client follows."""
-    return f"/notebook/{route}?" + urlencode({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, **extra})
+    """A viewer URL as the viewer builds them: ``/notebook/dags/<dag_id>/<route>?run_id=…&task_id=…``."""
+    return f"/notebook/dags/{quote(dag_id, safe='')}/{route}?" + urlencode({"run_id": run_id, "task_id": task_id,
+                                                                            **extra})
 
 
 def notebook_html(api: Api, page: Any) -> str:
