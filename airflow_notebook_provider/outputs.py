@@ -26,6 +26,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import conf
 
+from airflow_notebook_provider import config
 from airflow_notebook_provider.engine.storage import is_url, unique_piece
 from airflow_notebook_provider.hooks.notebook import NotebookHook
 from airflow_notebook_provider.results import OUTPUT_XCOM_KEY, RECORD_XCOM_KEY
@@ -85,7 +86,7 @@ class AttemptRecord:
 def output_base() -> str:
     """``[notebook] output_base`` (a local ``~`` expanded: records hold absolute paths, which the viewer requires),
     else ``$AIRFLOW_HOME/notebook_outputs``."""
-    base = conf.get("notebook", "output_base", fallback="") or ""
+    base = config.get_str("output_base")
     if base:
         return str(base) if is_url(str(base)) else os.path.expanduser(str(base))
     home = os.environ.get("AIRFLOW_HOME") or conf.get("core", "airflow_home", fallback=None) or "~/airflow"

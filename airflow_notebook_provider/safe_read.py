@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow.providers.common.compat.sdk import conf
-
+from airflow_notebook_provider import config
+from airflow_notebook_provider.engine.errors import NotebookConfigError
 from airflow_notebook_provider.engine.storage import is_url
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 100 * 1024 * 1024
-DEFAULT_READ_TIMEOUT = 10.0
 CHUNK = 1024 * 1024
 RECORD_MAX_BYTES = 1024 * 1024  # an attempt record (or its tombstone) is a few hundred bytes
 
@@ -116,8 +114,7 @@ def allowed_roots() -> list[Root]:
     from airflow_notebook_provider.outputs import output_base
 
     entries = [output_base()]
-    extra = conf.get("notebook", "viewer_allowed_locations", fallback="") or ""
-    entries += [e.strip() for e in str(extra).split(",") if e.strip()]
+    entries += config.get_list("viewer_allowed_locations")
     roots = []
     for entry in entries:
         try:
@@ -179,19 +176,22 @@ def resolve(location: str, task_conn_id: str | None) -> Target:
 # -- object stores with timeouts ------------------------------------------------------------------------------
 
 
-def limit_setting(name: str, default: float, *, zero_allowed: bool = False) -> float:
+def limit_setting(name: str, *, zero_allowed: bool = False) -> float:
     """``[notebook] <name>``, a limit of the viewer: a value that is not a number, or is negative (or zero unless
-    ``zero_allowed``), gives ``default``, so a typo in the configuration never lifts a limit."""
+    ``zero_allowed``), gives the declared default (logged), so a typo in the configuration never lifts a limit
+    nor fails the viewer's pages."""
+    default = float(config.option(name).default)
     try:
-        value = conf.getfloat("notebook", name, fallback=default)
-    except (ValueError, TypeError):
+        value = config.get_float(name)
+    except NotebookConfigError as exc:
+        log.warning("%s The viewer uses the default meanwhile.", exc)
         return default
     return value if value > 0 or (zero_allowed and value == 0) else default
 
 
 def read_timeout() -> float:
     """``[notebook] viewer_read_timeout``: seconds one object-store request may take (connect, then each read)."""
-    return limit_setting("viewer_read_timeout", DEFAULT_READ_TIMEOUT)
+    return limit_setting("viewer_read_timeout")
 
 
 _fs_cache: dict[tuple[str, str | None, float], tuple[float, Any]] = {}
@@ -353,7 +353,7 @@ def open_checked(target: Target, deadline: float) -> Opened:
 
 def max_bytes() -> int:
     """``[notebook] viewer_max_bytes``: the largest notebook the viewer renders (larger ones are downloaded)."""
-    return int(limit_setting("viewer_max_bytes", DEFAULT_MAX_BYTES))
+    return int(limit_setting("viewer_max_bytes"))
 
 
 def read_small(location: str, task_conn_id: str | None, limit: int, deadline: float) -> bytes:

@@ -3,7 +3,8 @@
 A page holds a marker on a line of its own; the hook replaces it with Markdown built from the code:
 
 - ``<!-- generated:config -->``: the ``[notebook]`` options, from ``get_provider_info()["config"]`` (what Airflow
-  itself reads for ``airflow config list`` and its defaults).
+  itself reads for ``airflow config list`` and its defaults), which is built from ``config.OPTIONS``, where each
+  option is declared once.
 - ``<!-- generated:cli -->``: every ``airflow-notebook`` subcommand's usage and arguments, from the CLI's own
   argparse parser (``airflow_notebook_provider.cli.build_parser``).
 - ``<!-- generated:modules -->``: every module of the package with the first sentence of its docstring, read from

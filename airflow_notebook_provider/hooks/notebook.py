@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, conf
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+from airflow_notebook_provider import config
 from airflow_notebook_provider.engine import storage
 from airflow_notebook_provider.engine.errors import NotebookInputError, NotebookStorageError
 
@@ -28,7 +29,7 @@ class NotebookHook(BaseHook):
         super().__init__(**kwargs)
         self.conn_id = conn_id or None
         if retry_seconds is None:
-            retry_seconds = conf.getfloat("notebook", "storage_retry_seconds", fallback=60.0)
+            retry_seconds = config.get_float("storage_retry_seconds")
         self.retry_seconds = retry_seconds
 
     def check_connection(self) -> None:

@@ -7,7 +7,7 @@ from urllib.parse import quote, urlencode
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom, conf
 
-from airflow_notebook_provider import outputs
+from airflow_notebook_provider import config, outputs
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import TaskInstanceKey
@@ -20,7 +20,7 @@ VIEWER_PREFIX = "/notebook"
 
 def viewer_base_url() -> str:
     """``[notebook] viewer_base_url``, else ``[api] base_url``; empty gives a root-relative link."""
-    base = conf.get("notebook", "viewer_base_url", fallback="") or conf.get("api", "base_url", fallback="") or ""
+    base = config.get_str("viewer_base_url") or conf.get("api", "base_url", fallback="") or ""
     return str(base).rstrip("/")
 
 

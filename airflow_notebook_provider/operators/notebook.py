@@ -6,19 +6,20 @@ import contextlib
 import functools
 import gc
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import airflow
-from airflow.providers.common.compat.sdk import BaseOperator, conf, mask_secret, redact
+from airflow.providers.common.compat.sdk import BaseOperator, mask_secret, redact
 
-from airflow_notebook_provider import outputs
+from airflow_notebook_provider import config, outputs
 from airflow_notebook_provider.engine import (
     Execution,
     ExecutionSettings,
     KernelProvider,
     NotebookConfigError,
+    NotebookError,
     NotebookExecutionError,
     NotebookInputError,
     NotebookStorageError,
@@ -176,6 +177,8 @@ class NotebookOperator(BaseOperator):
         self.log_output = log_output
         self.log_output_limit = log_output_limit
         self.checkpoint_interval = checkpoint_interval
+        if isinstance(secret_parameters, str):  # list("token") would be five one-letter names
+            raise NotebookConfigError(f"`secret_parameters` must be a list of parameter names, got {secret_parameters!r}")
         self.secret_parameters = list(secret_parameters or [])
         self.report_formats = report_formats
         self.report_mode = report_mode
@@ -185,6 +188,7 @@ class NotebookOperator(BaseOperator):
         self._lineage: LineageState | None = None
         self._secret_values: dict[str, Any] = {}
         self._redactor: Redactor | None = None
+        self._check_arguments()
 
     @cached_property
     def hook(self) -> NotebookHook:
@@ -235,9 +239,6 @@ class NotebookOperator(BaseOperator):
         hooks.on_write = publish
         try:
             formats, patterns = check_formats(self.report_formats), check_patterns(self.collect_files)
-            if isinstance(self.collect_files_max_bytes, bool) or not isinstance(self.collect_files_max_bytes, int) \
-                    or self.collect_files_max_bytes < 0:
-                raise ValueError(f"`collect_files_max_bytes` must be a number of bytes, got {self.collect_files_max_bytes!r}")
             parameters, secrets = self._split_secrets()
             self._lineage = LineageState(notebook=self.notebook,
                                          parameters=dict(parameters) if isinstance(parameters, Mapping) else {})
@@ -245,8 +246,8 @@ class NotebookOperator(BaseOperator):
                 self.notebook, parameters=parameters, secrets=secrets, settings=self._settings(),
                 log=self.log, hooks=hooks, early_kernel=self.start_kernel_early,
             )
-        except (NotebookConfigError, ValueError, TypeError) as exc:
-            raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
+        except NotebookError as exc:
+            raise self._task_error(exc) from None
         if (ti := context.get("ti")) is None:
             raise NotebookTaskConfigError(
                 f"Task {self.task_id}: execute() was called without a task instance in its context (`ti`), which "
@@ -272,7 +273,7 @@ class NotebookOperator(BaseOperator):
                     cwd=s.cwd if s.kernels.local_files else None,
                 )
                 self._lineage.output = output
-                hooks.on_finish = functools.partial(self._on_finish, publisher)
+                hooks.on_finish = functools.partial(self._on_finish, publisher, hooks.on_finish)
                 result = execution.run(
                     data, output, save=lambda b: self.hook.write(output, b), metadata={"airflow": self._identity(context)},
                     provenance={"versions": {"airflow": airflow.__version__}},
@@ -282,17 +283,8 @@ class NotebookOperator(BaseOperator):
             self._push_published(ti, publisher)
             url = self._url(context)
             raise NotebookTaskFailed(f"{exc}. View it: {url}", output=exc.output, url=url) from None
-        except OutputIsInputError as exc:
-            raise NotebookTaskConfigError(
-                f"Task {self.task_id}: {exc} Set `output_notebook` to another location (or leave it unset for the "
-                "default)."
-            ) from None
-        except NotebookConfigError as exc:
-            raise NotebookTaskConfigError(f"Task {self.task_id}: {exc}") from None
-        except NotebookInputError as exc:
-            raise NotebookTaskInputError(f"Task {self.task_id}: {exc}") from None
-        except NotebookStorageError as exc:
-            raise NotebookTaskError(f"Task {self.task_id}: {exc}") from None
+        except (NotebookInputError, NotebookStorageError) as exc:
+            raise self._task_error(exc) from None
         finally:
             self._execution = None
             watch.close()
@@ -303,6 +295,14 @@ class NotebookOperator(BaseOperator):
         self._describe_asset_events(context, output, result.nb)
         self.log.info("Notebook done: %d writes to %s. View it: %s", result.writes, output, self._url(context))
         return output
+
+    def _task_error(self, exc: NotebookError) -> NotebookTaskError:
+        """The Airflow exception for an engine error that stopped the task before or outside its cells: the one
+        place that decides which are retried (``_TASK_ERRORS``)."""
+        for kind, task_error, fix in _TASK_ERRORS:
+            if isinstance(exc, kind):
+                return task_error(f"Task {self.task_id}: {exc}{fix}")
+        return NotebookTaskError(f"Task {self.task_id}: {exc}")
 
     def run_hooks(self, context: Context) -> RunHooks:
         """Callbacks into the run (kernel ready, cell start and end, writes): none by default; a subclass may return
@@ -315,12 +315,15 @@ class NotebookOperator(BaseOperator):
         if execution is not None:
             execution.stop("the task was killed: on_kill, after SIGTERM or a task timeout")
 
-    def _on_finish(self, publisher: Publisher, nb: Any) -> None:
-        """The run ended: publish its reports and files (if asked), and keep what lineage events describe."""
+    def _on_finish(self, publisher: Publisher, also: Callable[[Any], None] | None, nb: Any) -> None:
+        """The run ended: publish its reports and files (if asked), keep what lineage events describe, then call the
+        ``on_finish`` of ``run_hooks()`` (``also``), if any."""
         if publisher.formats or publisher.patterns:
             publisher(nb, self.log)
         if (state := self._lineage) is not None:
             state.nb, state.reports, state.files = nb, dict(publisher.reports), list(publisher.files)
+        if also is not None:
+            also(nb)
 
     # -- OpenLineage (apache-airflow-providers-openlineage calls these when it is installed) --------------------
 
@@ -405,15 +408,13 @@ class NotebookOperator(BaseOperator):
 
     def _split_secrets(self) -> tuple[Any, dict[str, Any]]:
         """``parameters`` without the secret ones, and the secret ones (``Execution`` passes them as env vars)."""
-        if isinstance(self.secret_parameters, str) or not all(isinstance(n, str) for n in self.secret_parameters):
-            raise ValueError(f"`secret_parameters` must be a list of parameter names, got {self.secret_parameters!r}")
         if not self.secret_parameters or not isinstance(self.parameters, Mapping):
             return self.parameters, {}  # a parameters value that is not a dict is refused by Execution
         self._mask_secrets()
         parameters, secrets = dict(self.parameters), {}
         for name in self.secret_parameters:
             if name not in parameters:
-                raise ValueError(
+                raise NotebookConfigError(
                     f"`secret_parameters` names {name!r}, which is not in `parameters` "
                     f"({', '.join(map(str, parameters)) or 'none'}); add it, e.g. {name!r}: '{{{{ conn.my_conn.password }}}}'."
                 )
@@ -423,39 +424,44 @@ class NotebookOperator(BaseOperator):
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
-    def _settings(self) -> ExecutionSettings:
-        def seconds(name: str, value: Any, allow_none: bool) -> float | None:
-            if value is None and allow_none:
-                return None
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive number of seconds{' or None' if allow_none else ''}, got {value!r}")
-            return float(value)
-
-        if not isinstance(self.notebook, str) or not self.notebook.strip():
-            raise ValueError(f"`notebook` must be a path or URL of an .ipynb file, got {self.notebook!r}")
-        if self.output_notebook is not None and (not isinstance(self.output_notebook, str) or not self.output_notebook.strip()):
-            raise ValueError(f"`output_notebook` must be a path or URL, or None for the default, got {self.output_notebook!r}")
+    def _check_arguments(self) -> None:
+        """The arguments that are not templated, checked when the DAG is parsed: a typo fails there, not at run time."""
         if self.unknown_parameters not in ("warn", "fail", "ignore"):
-            raise ValueError(f"`unknown_parameters` must be 'warn', 'fail' or 'ignore', got {self.unknown_parameters!r}")
+            raise NotebookConfigError(f"`unknown_parameters` must be 'warn', 'fail' or 'ignore', got {self.unknown_parameters!r}")
+        _seconds("cell_timeout", self.cell_timeout, allow_none=True)
+        _seconds("startup_timeout", self.startup_timeout, allow_none=False)
+        _seconds("checkpoint_interval", self.checkpoint_interval, allow_none=True)
+        for name in ("log_output_limit", "collect_files_max_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise NotebookConfigError(f"`{name}` must be a whole number (characters or bytes), got {value!r}")
+        if not all(isinstance(n, str) for n in self.secret_parameters):
+            raise NotebookConfigError(f"`secret_parameters` must be a list of parameter names, got {self.secret_parameters!r}")
+
+    def _settings(self) -> ExecutionSettings:
+        if not isinstance(self.notebook, str) or not self.notebook.strip():
+            raise NotebookConfigError(f"`notebook` must be a path or URL of an .ipynb file, got {self.notebook!r}")
+        if self.output_notebook is not None and (not isinstance(self.output_notebook, str) or not self.output_notebook.strip()):
+            raise NotebookConfigError(f"`output_notebook` must be a path or URL, or None for the default, got {self.output_notebook!r}")
         for name in ("kernel_name", "language", "python", "kernel_conn_id"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
-                raise ValueError(f"`{name}` must be a string or None, got {value!r}")
+                raise NotebookConfigError(f"`{name}` must be a string or None, got {value!r}")
         if not isinstance(self.env, Mapping) or not all(isinstance(k, str) for k in self.env):
-            raise ValueError(f"`env` must be a dict of variable name to value, got {self.env!r}")
+            raise NotebookConfigError(f"`env` must be a dict of variable name to value, got {self.env!r}")
         interval = self.checkpoint_interval
         if interval is None:
-            interval = conf.getfloat("notebook", "checkpoint_interval", fallback=30.0)
+            interval = config.get_float("checkpoint_interval")
         return ExecutionSettings(
             kernel_name=self.kernel_name or None,
             language=self.language or None,
-            unknown_parameters=self.unknown_parameters,  # type: ignore[arg-type]  # checked above
+            unknown_parameters=self.unknown_parameters,  # type: ignore[arg-type]  # checked in __init__
             kernels=self._kernels(),
-            cell_timeout=seconds("cell_timeout", self.cell_timeout, True),
-            startup_timeout=seconds("startup_timeout", self.startup_timeout, False) or 60.0,
+            cell_timeout=_seconds("cell_timeout", self.cell_timeout, allow_none=True),
+            startup_timeout=_seconds("startup_timeout", self.startup_timeout, allow_none=False) or 60.0,
             env={k: str(v) for k, v in self.env.items()},
             cwd=str(self.cwd) if self.cwd else None,
-            checkpoint_interval=seconds("checkpoint_interval", interval, False) or 30.0,
+            checkpoint_interval=_seconds("checkpoint_interval", interval, allow_none=False) or 30.0,
             log_output=bool(self.log_output),
             log_output_limit=int(self.log_output_limit),
             report_mode=bool(self.report_mode),
@@ -466,7 +472,7 @@ class NotebookOperator(BaseOperator):
         if not self.kernel_conn_id:
             return kernel_provider(self.python, InheritedEnv(inherit=bool(self.inherit_env), denylist=env_denylist()))
         if self.python:
-            raise ValueError(
+            raise NotebookConfigError(
                 f"`python` ({self.python!r}) and `kernel_conn_id` ({self.kernel_conn_id!r}) both say where the kernel "
                 "runs; keep one (a gateway's kernels run in the gateway's environments)."
             )
@@ -493,15 +499,33 @@ class NotebookOperator(BaseOperator):
         )
 
 
-DEFAULT_ENV_DENYLIST = "AIRFLOW_CONN_*,AIRFLOW_VAR_*,AIRFLOW__*"
+DEFAULT_ENV_DENYLIST = str(config.option("kernel_env_denylist").default)
 """The worker's variables a local kernel never inherits (``[notebook] kernel_env_denylist``): connection URIs,
 variables and Airflow settings (the metadata DB's URL, the Fernet key and the JWT secret among them)."""
 
 
+def _seconds(name: str, value: Any, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise NotebookConfigError(f"`{name}` must be a positive number of seconds{' or None' if allow_none else ''}, got {value!r}")
+    return float(value)
+
+
+_TASK_ERRORS: tuple[tuple[type[NotebookError], type[NotebookTaskError], str], ...] = (
+    (OutputIsInputError, NotebookTaskConfigError,
+     " Set `output_notebook` to another location (or leave it unset for the default)."),
+    (NotebookConfigError, NotebookTaskConfigError, ""),  # wrong arguments: a retry cannot help, not retried
+    (NotebookInputError, NotebookTaskInputError, ""),  # notebook or kernel missing or invalid: retried
+    (NotebookStorageError, NotebookTaskError, ""),  # storage unreachable after its own retries: retried
+)
+"""Engine errors raised before or outside the cells -> the task's exception (first match wins). A cell's failure is
+``NotebookTaskFailed``; any other exception (a bug) propagates as it is and is retried as Airflow does."""
+
+
 def env_denylist() -> tuple[str, ...]:
     """``[notebook] kernel_env_denylist`` as patterns."""
-    denylist = conf.get("notebook", "kernel_env_denylist", fallback=DEFAULT_ENV_DENYLIST)
-    return tuple(p.strip() for p in str(denylist).split(",") if p.strip())
+    return config.get_list("kernel_env_denylist")
 
 SECRET_PLACEHOLDER = "***"
 """What a secret parameter's value is replaced by in the operator's ``parameters`` once rendered."""

@@ -154,7 +154,6 @@ _cache_lock = threading.Lock()  # the cache: held for a lookup or an insert only
 _exporters: dict[bool, Any] = {}
 _cache: OrderedDict[tuple[str, int | None, bool], str] = OrderedDict()
 _cache_bytes = 0
-DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 
 
 def cache_budget() -> int:
@@ -162,7 +161,7 @@ def cache_budget() -> int:
     keeps none."""
     from airflow_notebook_provider.safe_read import limit_setting
 
-    return int(limit_setting("viewer_cache_bytes", DEFAULT_CACHE_BYTES, zero_allowed=True))
+    return int(limit_setting("viewer_cache_bytes", zero_allowed=True))
 
 
 def _cached(key: tuple[str, int | None, bool]) -> str | None:

@@ -15,8 +15,7 @@ Routes (under ``/notebook/dags/<dag_id>``), all identified by a task instance an
 - ``/compare``: this attempt against the previous one, the task's last successful run, or any try picked from a list
   (``engine.compare``, the comparison ``airflow-notebook diff`` prints).
 
-The query-string form of earlier releases, ``/notebook/<route>?dag_id=…``, answers with a 307 redirect to the new
-one, so links kept in old XComs still work. ``/notebook/static/viewer.css`` is the pages' one stylesheet.
+``/notebook/static/viewer.css`` is the pages' one stylesheet.
 
 An attempt whose notebook ``airflow-notebook clean`` removed shows "removed by retention on <date>" (its record file
 is kept as a tombstone, see ``retention``), not an error.
@@ -50,15 +49,15 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from airflow_notebook_provider import lookup, safe_read
 from airflow_notebook_provider.engine.compare import compare
 from airflow_notebook_provider.engine.publish import REPORT_FORMATS
 from airflow_notebook_provider.engine.record import read_run
-from airflow_notebook_provider.links.notebook import VIEWER_PREFIX, task_instance_url, viewer_path
+from airflow_notebook_provider.links.notebook import task_instance_url, viewer_path
 from airflow_notebook_provider.lookup import Loaded, OutputNotFound
 from airflow_notebook_provider.outputs import TaskInstanceId
 from airflow_notebook_provider.plugins import compare_page, page
@@ -527,28 +526,6 @@ def stylesheet() -> Response:
     """The header, compare and error pages' one stylesheet (no data in it: served without a user)."""
     return Response(page.stylesheet(), media_type="text/css; charset=utf-8",
                     headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=86400"})
-
-
-def _moved(route: str) -> Any:
-    def moved(request: Request) -> Response:
-        """``/notebook/<route>?dag_id=…`` (links of earlier releases, kept in XComs): a 307 redirect to
-        ``/notebook/dags/<dag_id>/<route>?…``, whose access check decides; the query string stays as it was."""
-        dag_ids = request.query_params.getlist("dag_id")
-        if len(dag_ids) != 1 or not dag_ids[0]:
-            return _error(ViewerError(404, "No such task instance",
-                                      "This viewer link names no DAG (or more than one): follow the task's "
-                                      "\"Output notebook\" link, or open /notebook/dags/<dag_id>/view?run_id=…"
-                                      "&task_id=…"))
-        rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "dag_id"])
-        # Relative to /…/notebook/<route>: the same prefix, whatever [api] base_url or a proxy put before it.
-        return RedirectResponse(f"{viewer_path(dag_ids[0], route)[len(VIEWER_PREFIX) + 1:]}"
-                                f"{'?' + rest if rest else ''}", status_code=307)
-
-    return moved
-
-
-for _route in ("view", "download", "attempts", "report", "file", "compare"):
-    app.add_api_route(f"/{_route}", _moved(_route), methods=["GET"], include_in_schema=False)
 
 
 def _root_relative(url: str) -> str:
