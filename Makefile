@@ -71,9 +71,11 @@ $(DEMO_HOME)/airflow.db: | setup
 ui: setup $(DEMO_HOME)/airflow.db
 	env $(DEMO_ENV) UI_PORT=$(UI_PORT) $(PY) scripts/ui.py
 
+# ruff, mypy, and the layout's rules (import-linter contracts in pyproject.toml: which folder may import which).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The documentation site (mkdocs.yml, docs/) into site/. --strict: a warning, a broken link or anchor, or a missing
 # included example DAG fails it. Offline: no web fonts or external assets. NO_MKDOCS_2_WARNING: Material's banner.

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from airflow_notebook_provider.engine.errors import NotebookConfigError
+from airflow_notebook_provider.notebook.errors import NotebookConfigError
 
 SECTION = "notebook"
 VERSION_ADDED = "0.1.0"

@@ -87,7 +87,7 @@ def get_provider_info() -> dict[str, Any]:
             {"name": "notebook", "class-name": "airflow_notebook_provider.decorators.notebook.notebook_task"}
         ],
         "plugins": [
-            {"name": "notebook_viewer", "plugin-class": "airflow_notebook_provider.plugins.plugin.NotebookViewerPlugin"}
+            {"name": "notebook_viewer", "plugin-class": "airflow_notebook_provider.viewer.plugin.NotebookViewerPlugin"}
         ],
         "config": config.provider_config(),  # declared once, in config.OPTIONS
     }

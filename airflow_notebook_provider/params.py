@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import Param
 
 from airflow_notebook_provider.engine import load
-from airflow_notebook_provider.engine.introspect import DeclaredParameter, declared_parameters
+from airflow_notebook_provider.notebook.introspect import DeclaredParameter, declared_parameters
 
 # JSON-schema types of the literal types Python and R defaults infer to.
 _SCHEMA_TYPES = {

@@ -82,8 +82,8 @@ def _cpu() -> float:
 def measure(a: Path, b: Path) -> dict[str, Any]:
     """In the child process: CPU seconds of compare(), format_comparison() and compare_page.render()."""
     from airflow_notebook_provider.cli.diff import format_comparison
-    from airflow_notebook_provider.engine.compare import compare
-    from airflow_notebook_provider.plugins import compare_page
+    from airflow_notebook_provider.notebook.compare import compare
+    from airflow_notebook_provider.viewer import compare_page
 
     nb_a, nb_b = json.loads(a.read_text()), json.loads(b.read_text())
     t0 = _cpu()

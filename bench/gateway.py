@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_notebook_provider.engine import Execution, ExecutionSettings, LocalKernels
-from airflow_notebook_provider.engine.gateway import GatewayKernels, GatewaySettings
+from airflow_notebook_provider.engine.kernels.gateway import GatewayKernels, GatewaySettings
 from bench.notebooks import PARAMETERS, build
 
 

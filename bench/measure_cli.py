@@ -90,9 +90,9 @@ def main() -> None:
           f"{timed('params', str(nb), blocked=True):.2f} s without rfc3987_syntax")
     print(f"diff, two 200-cell outputs:        {timed('diff', str(a), str(b), ok=(1,)):.2f} s (command), "
           f"{timed('diff', str(a), str(b), ok=(1,), blocked=True):.2f} s without rfc3987_syntax")
-    from airflow_notebook_provider.engine.compare import compare
-    from airflow_notebook_provider.engine.introspect import declared_parameters
-    from airflow_notebook_provider.engine.notebook import load
+    from airflow_notebook_provider.notebook.compare import compare
+    from airflow_notebook_provider.notebook.introspect import declared_parameters
+    from airflow_notebook_provider.notebook.load import load
 
     na, nb_ = json.loads(a.read_text()), json.loads(b.read_text())
     start = time.perf_counter()

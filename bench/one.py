@@ -32,7 +32,7 @@ def floor(notebook: Path, output: Path) -> dict[str, Any]:
     import nbformat
     from nbclient import NotebookClient
 
-    from airflow_notebook_provider.engine.parameters import inject
+    from airflow_notebook_provider.notebook.parameters import inject
 
     t0 = time.perf_counter()
     nb = nbformat.read(str(notebook), as_version=4)

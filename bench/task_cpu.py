@@ -34,7 +34,7 @@ def _children_cpu(pid: int) -> float:
 
 def one(kind: str, worker: bool = False) -> dict[str, Any]:
     """Runs in the child process: one task of ``kind``, its execute timed. ``worker``: set up as a Celery worker
-    with ``airflow_notebook_provider.worker`` is (engine preloaded, kernels forked by a launcher)."""
+    with ``airflow_notebook_provider.celery.worker`` is (engine preloaded, kernels forked by a launcher)."""
     home = Path(tempfile.mkdtemp(prefix="anp-task-cpu-"))
     os.environ.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -56,7 +56,7 @@ def one(kind: str, worker: bool = False) -> dict[str, Any]:
         DagBundlesManager().sync_bundles_to_db()
         launcher_pid = None
         if worker:
-            from airflow_notebook_provider import worker as worker_setup
+            from airflow_notebook_provider.celery import worker as worker_setup
 
             worker_setup.preload()
             worker_setup.start_launcher()
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", choices=("notebook", "papermill"))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--worker", action="store_true",
-                        help="set up as a Celery worker with airflow_notebook_provider.worker (preload, launcher)")
+                        help="set up as a Celery worker with airflow_notebook_provider.celery.worker (preload, launcher)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

@@ -1,6 +1,6 @@
 """Retention as a maintenance DAG: every day, remove what notebook tasks left under ``[notebook] output_base`` that
 is older than 30 days (output notebooks, reports, collected files), as ``airflow-notebook clean`` does: the same
-code (``airflow_notebook_provider.retention``), the same tombstones (the viewer then says "removed by retention on
+code (``airflow_notebook_provider.maintenance.retention``), the same tombstones (the viewer then says "removed by retention on
 <date>" for those attempts).
 
 Trigger it with a config to change the limit, keep failed attempts or make a dry run:
@@ -16,7 +16,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, task
 
-from airflow_notebook_provider.retention import Removal, clean, human_bytes, parse_age
+from airflow_notebook_provider.maintenance.retention import Removal, clean, human_bytes, parse_age
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ with DAG(
     @task
     def clean_outputs(params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Remove old outputs; the return value (XCom) sums up what was freed."""
-        from airflow_notebook_provider.outputs import output_base
+        from airflow_notebook_provider.task.outputs import output_base
 
         assert params is not None
         verb = "Would remove" if params["dry_run"] else "Removed"

@@ -64,11 +64,12 @@ def test_an_unset_option_reads_as_its_declared_default(unset: None, name: str) -
 
 
 def test_each_module_reader_gives_the_declared_default(unset: None, airflow_db: Path) -> None:
-    from airflow_notebook_provider import outputs, safe_read
     from airflow_notebook_provider.hooks.notebook import NotebookHook
     from airflow_notebook_provider.links.notebook import viewer_base_url
     from airflow_notebook_provider.operators.notebook import env_denylist
-    from airflow_notebook_provider.plugins.page import cache_budget
+    from airflow_notebook_provider.task import outputs
+    from airflow_notebook_provider.viewer import safe_read
+    from airflow_notebook_provider.viewer.page import cache_budget
 
     assert NotebookHook().retry_seconds == 60.0
     assert outputs.output_base() == str(airflow_db / "notebook_outputs")
@@ -118,7 +119,7 @@ def test_a_bad_number_names_the_option_and_the_fix(unset: None, monkeypatch: pyt
 
 def test_a_bad_viewer_limit_keeps_the_declared_limit(unset: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """The viewer never lifts a limit on a typo: it keeps the default (and logs why) rather than failing pages."""
-    from airflow_notebook_provider import safe_read
+    from airflow_notebook_provider.viewer import safe_read
 
     monkeypatch.setenv("AIRFLOW__NOTEBOOK__VIEWER_READ_TIMEOUT", "ten")
     monkeypatch.setenv("AIRFLOW__NOTEBOOK__VIEWER_MAX_BYTES", "0")

@@ -12,7 +12,7 @@ from airflow.sdk import DAG
 
 from airflow_notebook_provider.engine.storage import write_atomic
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from airflow_notebook_provider.outputs import TaskInstanceId, default_output, record_location
+from airflow_notebook_provider.task.outputs import TaskInstanceId, default_output, record_location
 from tests.helpers import code_cells, read_nb, run_dag, stream_text
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")

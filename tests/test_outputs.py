@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_notebook_provider.outputs import (
+from airflow_notebook_provider.task.outputs import (
     AttemptRecord,
     TaskInstanceId,
     attempt_variant,

@@ -33,7 +33,7 @@ def test_extra_link_plugin_and_config_are_registered(airflow_db) -> None:
 
 def test_output_base_config_is_honoured(airflow_db, tmp_path: Path) -> None:
     env = {**os.environ, "AIRFLOW_HOME": str(airflow_db), "AIRFLOW__NOTEBOOK__OUTPUT_BASE": str(tmp_path / "elsewhere")}
-    code = "from airflow_notebook_provider.outputs import output_base; print(output_base())"
+    code = "from airflow_notebook_provider.task.outputs import output_base; print(output_base())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == str(tmp_path / "elsewhere")
 
@@ -75,9 +75,9 @@ def test_a_task_process_loading_plugins_does_not_import_the_viewer(airflow_db) -
         "except ImportError:  # Airflow 3.1\n"
         "    from airflow.plugins_manager import integrate_macros_plugins\n"
         "integrate_macros_plugins()\n"
-        "assert 'airflow_notebook_provider.plugins.plugin' in sys.modules, 'the plugin was not loaded'\n"
-        "heavy = sorted(m for m in sys.modules if m.startswith(('airflow_notebook_provider.plugins.viewer', "
-        "'airflow_notebook_provider.engine.compare', 'nbconvert', 'airflow.api_fastapi.app')))\n"
+        "assert 'airflow_notebook_provider.viewer.plugin' in sys.modules, 'the plugin was not loaded'\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith(('airflow_notebook_provider.viewer.app', "
+        "'airflow_notebook_provider.notebook.compare', 'nbconvert', 'airflow.api_fastapi.app')))\n"
         "print(heavy)\n"
     )
     env = {**os.environ, "AIRFLOW_HOME": str(airflow_db)}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_notebook_provider import outputs, retention
+from airflow_notebook_provider.maintenance import retention
+from airflow_notebook_provider.task import outputs
 from tests.helpers import run_dag
 
 EXE = str(Path(sys.executable).with_name("airflow-notebook"))

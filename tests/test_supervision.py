@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from airflow_notebook_provider.supervision import SupervisorWatch, distributed_executor, local_output_warning
+from airflow_notebook_provider.task.supervision import SupervisorWatch, distributed_executor, local_output_warning
 
 ORPHAN = textwrap.dedent('''
     import os, sys, time
-    from airflow_notebook_provider.supervision import SupervisorWatch
+    from airflow_notebook_provider.task.supervision import SupervisorWatch
 
     out = sys.argv[1]
     if os.fork():  # the "supervisor": waits to be killed

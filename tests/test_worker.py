@@ -1,4 +1,4 @@
-"""``airflow_notebook_provider.worker``: what a Celery worker does once for its notebook tasks. The worker itself
+"""``airflow_notebook_provider.celery.worker``: what a Celery worker does once for its notebook tasks. The worker itself
 runs in ``tests/distributed`` (two real Celery workers); here, the parts one can check in a process."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from airflow_notebook_provider import worker
+from airflow_notebook_provider.celery import worker
 from tests.helpers import MotoServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def test_botocore_sessions_share_one_warmed_loader_and_still_reach_s3(moto: Moto
 
 def test_preload_imports_what_a_notebook_task_needs() -> None:
     """In a fresh process (a worker before its pool forks), the engine's heavy parts are not there until preload."""
-    probe = ("import sys; from airflow_notebook_provider import worker\n"
+    probe = ("import sys; from airflow_notebook_provider.celery import worker\n"
              "names = ['nbclient.client', 'jupyter_client.manager', 'IPython', 's3fs',"
              " 'airflow_notebook_provider.operators.notebook']\n"
              "before = [n for n in names if n in sys.modules]; worker.preload()\n"

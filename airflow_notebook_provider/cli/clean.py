@@ -9,7 +9,7 @@ import json
 from airflow_notebook_provider.cli import storage
 from airflow_notebook_provider.cli.storage import CliError
 from airflow_notebook_provider.cli.untrusted import echo
-from airflow_notebook_provider.retention import Removal, RetentionError, clean, human_bytes, parse_age
+from airflow_notebook_provider.maintenance.retention import Removal, RetentionError, clean, human_bytes, parse_age
 
 
 def _output_base(given: str | None) -> str:
@@ -17,7 +17,7 @@ def _output_base(given: str | None) -> str:
         return given
     try:
         with storage.airflow_imported():
-            from airflow_notebook_provider.outputs import output_base
+            from airflow_notebook_provider.task.outputs import output_base
 
             return output_base()
     except Exception as exc:  # noqa: BLE001 - no Airflow configuration here: say how to name the folder

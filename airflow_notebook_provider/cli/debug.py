@@ -1,5 +1,5 @@
 """``pull`` and ``inspect``: fetch an output notebook (a path, a URL or the UI's viewer link), write a ready-to-debug
-copy, and print what it says about its run (``engine.record.read_run``, the reader the viewer uses too)."""
+copy, and print what it says about its run (``notebook.record.read_run``, the reader the viewer uses too)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from airflow_notebook_provider.cli.run import PROG
 from airflow_notebook_provider.cli.storage import CliError
 from airflow_notebook_provider.cli.untrusted import echo, file_name
 from airflow_notebook_provider.engine import SECRET_ENV_PREFIX, dumps, load
-from airflow_notebook_provider.engine.record import PROVENANCE_KEY, is_banner, read_run
 from airflow_notebook_provider.engine.storage import is_url, local_path, safe_piece, same_location, write_atomic
+from airflow_notebook_provider.notebook.record import PROVENANCE_KEY, is_banner, read_run
 from airflow_notebook_provider.results import RecordError, read_records
 
 _LINK_PATH = re.compile(r"/notebook/dags/(?P<dag_id>[^/]+)/[^/]+/?$")
@@ -41,7 +41,7 @@ def _viewer_link(location: str) -> tuple[Any, int | None] | None:
     except ValueError:
         raise CliError(f"The viewer link {location} has a map_index or try_number that is not a number.") from None
     with storage.airflow_imported():
-        from airflow_notebook_provider.outputs import TaskInstanceId
+        from airflow_notebook_provider.task.outputs import TaskInstanceId
 
         return TaskInstanceId(dag_id, query["run_id"][0], query["task_id"][0], map_index), try_number
 
@@ -61,7 +61,7 @@ def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
     fallback = "or pass the output location the task log prints ('Output notebook: …') instead of the link"
     try:
         with storage.airflow_imported():
-            from airflow_notebook_provider.lookup import OutputNotFound, load
+            from airflow_notebook_provider.viewer.lookup import OutputNotFound, load
 
             try:
                 _, loaded = load(ti, try_number)
@@ -85,9 +85,9 @@ def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
 def _removed_by_retention(ti: Any, try_number: int | None) -> dict[str, Any] | None:
     """The tombstone ``clean`` left in the attempt's record file (``retention``), or None."""
     from airflow_notebook_provider.hooks.notebook import NotebookHook
-    from airflow_notebook_provider.lookup import READ_RETRY_SECONDS, xcom_record
-    from airflow_notebook_provider.outputs import record_location
-    from airflow_notebook_provider.retention import removal_note
+    from airflow_notebook_provider.maintenance.retention import removal_note
+    from airflow_notebook_provider.task.outputs import record_location
+    from airflow_notebook_provider.viewer.lookup import READ_RETRY_SECONDS, xcom_record
 
     try:
         latest = xcom_record(ti)
@@ -174,7 +174,7 @@ def _secret_hints(recorded: Mapping[str, Any]) -> list[str]:
     as advice."""
     if not recorded:
         return []
-    from airflow_notebook_provider.engine.gateway_api import ENV_PREFIX as GATEWAY_PREFIX  # a gateway kernel's
+    from airflow_notebook_provider.engine.kernels.gateway_api import ENV_PREFIX as GATEWAY_PREFIX  # a gateway kernel's
 
     usual, odd = [], []
     for name, var in recorded.items():

@@ -1,4 +1,4 @@
-"""``diff``: what changed between two runs (``engine.compare``, the comparison the viewer's "Compare" page shows),
+"""``diff``: what changed between two runs (``notebook.compare``, the comparison the viewer's "Compare" page shows),
 for two output notebooks given as paths, URLs or viewer links. Exit status as ``diff``'s: 0 same, 1 different."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from airflow_notebook_provider.cli.debug import fetch
 from airflow_notebook_provider.cli.untrusted import echo
 from airflow_notebook_provider.engine import load
-from airflow_notebook_provider.engine.compare import CellComparison, Comparison, compare
+from airflow_notebook_provider.notebook.compare import CellComparison, Comparison, compare
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

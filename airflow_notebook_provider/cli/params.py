@@ -9,7 +9,7 @@ from airflow_notebook_provider.cli import storage
 from airflow_notebook_provider.cli.storage import CliError
 from airflow_notebook_provider.cli.untrusted import echo
 from airflow_notebook_provider.engine import load
-from airflow_notebook_provider.engine.introspect import NotIntrospectable, declared_parameters
+from airflow_notebook_provider.notebook.introspect import NotIntrospectable, declared_parameters
 
 
 def cmd_params(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from airflow_notebook_provider.engine.text import printable
+from airflow_notebook_provider.notebook.text import printable
 
 
 class Progress(logging.Handler):

@@ -18,9 +18,9 @@ from typing import TextIO
 
 from airflow_notebook_provider.cli.storage import CliError
 from airflow_notebook_provider.engine import SECRET_ENV_PREFIX
-from airflow_notebook_provider.engine.parameters import validate_name
 from airflow_notebook_provider.engine.storage import is_url
-from airflow_notebook_provider.engine.text import printable
+from airflow_notebook_provider.notebook.parameters import validate_name
+from airflow_notebook_provider.notebook.text import printable
 
 _NOT_IN_A_NAME = re.compile(r"[/\\\x00-\x1f\x7f-\x9f]")
 MAX_NAME_BYTES = 200

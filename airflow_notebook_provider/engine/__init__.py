@@ -7,7 +7,23 @@ writes the output, ``record.py`` writes and reads the run's record in the notebo
 
 from __future__ import annotations
 
-from airflow_notebook_provider.engine.errors import (
+from airflow_notebook_provider.engine.execute import SECRET_ENV_PREFIX, Execution, execute_notebook
+from airflow_notebook_provider.engine.kernels.kernel import (
+    EarlyKernel,
+    Kernel,
+    KernelProvider,
+    LocalKernel,
+    LocalKernels,
+)
+from airflow_notebook_provider.engine.runner import NotebookRun
+from airflow_notebook_provider.engine.settings import (
+    ExecutionSettings,
+    KernelReady,
+    RunHooks,
+    RunResult,
+    kernel_provider,
+)
+from airflow_notebook_provider.notebook.errors import (
     Failure,
     NotebookConfigError,
     NotebookError,
@@ -17,19 +33,9 @@ from airflow_notebook_provider.engine.errors import (
     OutputIsInputError,
     ParameterError,
 )
-from airflow_notebook_provider.engine.execute import SECRET_ENV_PREFIX, Execution, execute_notebook
-from airflow_notebook_provider.engine.kernel import EarlyKernel, Kernel, KernelProvider, LocalKernel, LocalKernels
-from airflow_notebook_provider.engine.notebook import dumps, load, sha256
-from airflow_notebook_provider.engine.parameters import prepare as prepare_parameters
-from airflow_notebook_provider.engine.record import RunSummary, read_run
-from airflow_notebook_provider.engine.runner import NotebookRun
-from airflow_notebook_provider.engine.settings import (
-    ExecutionSettings,
-    KernelReady,
-    RunHooks,
-    RunResult,
-    kernel_provider,
-)
+from airflow_notebook_provider.notebook.load import dumps, load, sha256
+from airflow_notebook_provider.notebook.parameters import prepare as prepare_parameters
+from airflow_notebook_provider.notebook.record import RunSummary, read_run
 
 __all__ = [
     "SECRET_ENV_PREFIX",

@@ -25,14 +25,14 @@ from typing import Any
 
 from airflow_notebook_provider import __version__
 from airflow_notebook_provider.engine import storage
-from airflow_notebook_provider.engine.errors import OutputIsInputError, ParameterError
-from airflow_notebook_provider.engine.kernel import DEFAULT_KERNEL, EarlyKernel
+from airflow_notebook_provider.engine.kernels.kernel import DEFAULT_KERNEL, EarlyKernel
 from airflow_notebook_provider.engine.log import Log
-from airflow_notebook_provider.engine.notebook import load, sha256
-from airflow_notebook_provider.engine.parameters import prepare, validate_name
-from airflow_notebook_provider.engine.record import PROVENANCE_KEY, SECRET_PARAMETERS_KEY
 from airflow_notebook_provider.engine.runner import NotebookRun
 from airflow_notebook_provider.engine.settings import ExecutionSettings, RunHooks, RunResult
+from airflow_notebook_provider.notebook.errors import OutputIsInputError, ParameterError
+from airflow_notebook_provider.notebook.load import load, sha256
+from airflow_notebook_provider.notebook.parameters import prepare, validate_name
+from airflow_notebook_provider.notebook.record import PROVENANCE_KEY, SECRET_PARAMETERS_KEY
 
 SECRET_ENV_PREFIX = "NOTEBOOK_SECRET_"
 

@@ -32,9 +32,9 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from airflow_notebook_provider.engine.errors import NotebookConfigError
 from airflow_notebook_provider.engine.log import Log
 from airflow_notebook_provider.engine.safe_report import clean_html, clean_markdown, clean_notebook, print_pdf
+from airflow_notebook_provider.notebook.errors import NotebookConfigError
 
 REPORT_FORMATS: Mapping[str, str] = {"html": ".html", "markdown": ".md", "pdf": ".pdf"}
 """Report format -> file extension. ``pdf`` is printed from the HTML report by a local Chromium (Playwright):

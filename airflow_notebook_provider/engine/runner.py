@@ -18,18 +18,9 @@ from typing import Any
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
-from airflow_notebook_provider.engine import _compat, record
+from airflow_notebook_provider.engine import _compat
 from airflow_notebook_provider.engine.celllog import QUIET_CELL_SECONDS, CellLog
-from airflow_notebook_provider.engine.errors import (
-    Failure,
-    FailureKind,
-    NotebookExecutionError,
-    NotebookInputError,
-    NotebookStorageError,
-    ParameterError,
-)
-from airflow_notebook_provider.engine.introspect import NotIntrospectable, UnreadableParametersCell, declared_parameters
-from airflow_notebook_provider.engine.kernel import (
+from airflow_notebook_provider.engine.kernels.kernel import (
     DEFAULT_KERNEL,
     EarlyKernel,
     Kernel,
@@ -37,11 +28,25 @@ from airflow_notebook_provider.engine.kernel import (
     KernelStopped,
 )
 from airflow_notebook_provider.engine.log import Log
-from airflow_notebook_provider.engine.parameters import inject
 from airflow_notebook_provider.engine.publish import mark_report_mode
-from airflow_notebook_provider.engine.redact import Redactor
 from airflow_notebook_provider.engine.settings import ExecutionSettings, KernelReady, RunHooks, RunResult
 from airflow_notebook_provider.engine.writer import OutputWriter
+from airflow_notebook_provider.notebook import record
+from airflow_notebook_provider.notebook.errors import (
+    Failure,
+    FailureKind,
+    NotebookExecutionError,
+    NotebookInputError,
+    NotebookStorageError,
+    ParameterError,
+)
+from airflow_notebook_provider.notebook.introspect import (
+    NotIntrospectable,
+    UnreadableParametersCell,
+    declared_parameters,
+)
+from airflow_notebook_provider.notebook.parameters import inject
+from airflow_notebook_provider.notebook.redact import Redactor
 
 # ``sys.exit(0)``, ``sys.exit()`` and ``raise SystemExit`` end a notebook early without failing it (papermill).
 _CLEAN_EXIT_VALUES = {"", "0", "None"}

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_notebook_provider.engine.errors import NotebookConfigError
 from airflow_notebook_provider.engine.log import Log
+from airflow_notebook_provider.notebook.errors import NotebookConfigError
 
 _IMAGE_DATA = re.compile(r"data:image/(?:png|jpeg|gif|webp|bmp|svg\+xml)[;,]", re.IGNORECASE)
 """Images the reports embed (nbconvert's ``<img src="data:...">``): an image, even an SVG one, runs no script."""

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from nbformat import NotebookNode
 
-from airflow_notebook_provider.engine.errors import Failure
-from airflow_notebook_provider.engine.kernel import InheritedEnv, KernelProvider, LocalKernels
+from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv, KernelProvider, LocalKernels
 from airflow_notebook_provider.engine.writer import WriteKind
+from airflow_notebook_provider.notebook.errors import Failure
 
 
 @dataclass
@@ -53,7 +53,7 @@ def kernel_provider(python: str | None = None, inherited: InheritedEnv | None = 
     """Installed kernelspecs, or with ``python`` the kernels of that interpreter's own environment."""
     if not python:
         return LocalKernels(inherited)
-    from airflow_notebook_provider.engine.environments import PythonEnvironment
+    from airflow_notebook_provider.engine.kernels.environments import PythonEnvironment
 
     return PythonEnvironment(python, inherited=inherited)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from airflow_notebook_provider.engine.errors import NotebookError, NotebookStorageError
+from airflow_notebook_provider.notebook.errors import NotebookError, NotebookStorageError
 
 T = TypeVar("T")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+:@-]")

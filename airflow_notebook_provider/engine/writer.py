@@ -17,10 +17,10 @@ from typing import Literal
 
 from nbformat import NotebookNode
 
-from airflow_notebook_provider.engine.errors import NotebookStorageError
 from airflow_notebook_provider.engine.log import Log
-from airflow_notebook_provider.engine.notebook import dumps
 from airflow_notebook_provider.engine.storage import write_atomic
+from airflow_notebook_provider.notebook.errors import NotebookStorageError
+from airflow_notebook_provider.notebook.load import dumps
 
 WriteKind = Literal["first", "checkpoint", "final"]
 

@@ -10,11 +10,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
-from airflow_notebook_provider.engine.attached import AttachedKernels, KernelConnection
-from airflow_notebook_provider.engine.errors import NotebookConfigError
-from airflow_notebook_provider.engine.gateway import GatewayApi, GatewayError, GatewayKernels, GatewaySettings
-from airflow_notebook_provider.engine.gateway_api import is_loopback, redact_url
-from airflow_notebook_provider.engine.kernel import KernelProvider
+from airflow_notebook_provider.engine.kernels.attached import AttachedKernels, KernelConnection
+from airflow_notebook_provider.engine.kernels.gateway import GatewayApi, GatewayError, GatewayKernels, GatewaySettings
+from airflow_notebook_provider.engine.kernels.gateway_api import is_loopback, redact_url
+from airflow_notebook_provider.engine.kernels.kernel import KernelProvider
+from airflow_notebook_provider.notebook.errors import NotebookConfigError
 
 GATEWAY_CONN_TYPE = "jupyter_gateway"
 KERNEL_CONN_TYPE = "jupyter_kernel"

@@ -9,7 +9,7 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHo
 
 from airflow_notebook_provider import config
 from airflow_notebook_provider.engine import storage
-from airflow_notebook_provider.engine.errors import NotebookInputError, NotebookStorageError
+from airflow_notebook_provider.notebook.errors import NotebookInputError, NotebookStorageError
 
 
 class NotebookHook(BaseHook):

@@ -7,7 +7,8 @@ from urllib.parse import quote, urlencode
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom, conf
 
-from airflow_notebook_provider import config, outputs
+from airflow_notebook_provider import config
+from airflow_notebook_provider.task import outputs
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import TaskInstanceKey
@@ -26,7 +27,7 @@ def viewer_base_url() -> str:
 
 def viewer_path(dag_id: str, route: str) -> str:
     """``/notebook/dags/<dag_id>/<route>``: the DAG is in the path, where every Airflow 3 release's access check
-    and the viewer's own (``plugins.viewer``) read it; the rest of the task instance is in the query string."""
+    and the viewer's own (``viewer.app``) read it; the rest of the task instance is in the query string."""
     return f"{VIEWER_PREFIX}/dags/{quote(dag_id, safe='')}/{route}"
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import airflow
 from airflow.providers.common.compat.sdk import BaseOperator, mask_secret, redact
 
-from airflow_notebook_provider import config, outputs
+from airflow_notebook_provider import config
 from airflow_notebook_provider.engine import (
     Execution,
     ExecutionSettings,
@@ -27,9 +27,8 @@ from airflow_notebook_provider.engine import (
     RunHooks,
     kernel_provider,
 )
-from airflow_notebook_provider.engine.kernel import InheritedEnv
+from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv
 from airflow_notebook_provider.engine.publish import DEFAULT_COLLECT_MAX_BYTES, Publisher, check_formats, check_patterns
-from airflow_notebook_provider.engine.redact import RedactingLog, Redactor, filtering, secret_strings
 from airflow_notebook_provider.engine.writer import WriteKind
 from airflow_notebook_provider.exceptions import (
     NotebookTaskConfigError,
@@ -39,8 +38,8 @@ from airflow_notebook_provider.exceptions import (
 )
 from airflow_notebook_provider.hooks.kernel import kernels_for_connection
 from airflow_notebook_provider.hooks.notebook import NotebookHook
-from airflow_notebook_provider.lineage import LineageState, operator_lineage
 from airflow_notebook_provider.links.notebook import NotebookOutputLink, viewer_url
+from airflow_notebook_provider.notebook.redact import RedactingLog, Redactor, filtering, secret_strings
 from airflow_notebook_provider.results import (
     FILES_XCOM_KEY,
     REPORTS_XCOM_KEY,
@@ -48,7 +47,9 @@ from airflow_notebook_provider.results import (
     RecordError,
     read_records,
 )
-from airflow_notebook_provider.supervision import local_output_warning, watch_supervisor
+from airflow_notebook_provider.task import outputs
+from airflow_notebook_provider.task.lineage import LineageState, operator_lineage
+from airflow_notebook_provider.task.supervision import local_output_warning, watch_supervisor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -453,7 +453,7 @@ def start_cluster(dags: Path | None = None, workers: tuple[str, ...] = ("worker-
         "AIRFLOW__CELERY__BROKER_URL": redis_.url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db,
         # What README's "Deploying" asks of Celery workers: the engine preloaded, kernels forked by a launcher.
-        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_notebook_provider.worker.CELERY_CONFIG",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_notebook_provider.celery.worker.CELERY_CONFIG",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(base / "logs"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",

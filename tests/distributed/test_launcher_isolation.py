@@ -152,7 +152,7 @@ RUN_AS_USER = textwrap.dedent("""\
     import json, sys
     mode, notebook, output = sys.argv[1:4]
     if mode == "launcher":
-        from airflow_notebook_provider import worker
+        from airflow_notebook_provider.celery import worker
         worker.start_launcher()  # what a Celery worker does when it starts (README, "Deploying")
     import pendulum
     from airflow.sdk import DAG
@@ -262,7 +262,7 @@ def test_a_kernel_of_a_non_root_worker_cannot_read_its_parents(unprivileged: tup
     assert facts["uid"] == pwd.getpwnam("nobody").pw_uid and not facts["conn_in_env"]
     if mode == "launcher":
         assert "forked by the worker's kernel launcher" in said, said[-5000:]
-        assert "airflow_notebook_provider.launcher" in facts["ancestors"][0]["cmdline"], facts
+        assert "airflow_notebook_provider.launcher.server" in facts["ancestors"][0]["cmdline"], facts
         assert len(facts["ancestors"]) == 2, facts  # the launcher, then the task process that started it
     else:
         assert len(facts["ancestors"]) == 1, facts  # the task process

@@ -15,8 +15,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from airflow_notebook_provider.engine.compare import MAX_DIFF_LINES, compare
-from airflow_notebook_provider.engine.record import ERROR_MARKER_TAG
+from airflow_notebook_provider.notebook.compare import MAX_DIFF_LINES, compare
+from airflow_notebook_provider.notebook.record import ERROR_MARKER_TAG
 from bench.compare_scale import notebook as scale_notebook
 
 EXE = str(Path(sys.executable).with_name("airflow-notebook"))

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from airflow_notebook_provider.engine import Execution, ExecutionSettings, RunResult, execute_notebook
-from airflow_notebook_provider.engine.environments import PythonEnvironment
-from airflow_notebook_provider.engine.errors import NotebookInputError
+from airflow_notebook_provider.engine.kernels.environments import PythonEnvironment
 from airflow_notebook_provider.engine.storage import write_atomic
+from airflow_notebook_provider.notebook.errors import NotebookInputError
 from airflow_notebook_provider.results import read_records
 from tests.helpers import code_cells, kernel_processes, read_nb, stream_text
 

@@ -10,7 +10,7 @@ import pytest
 from airflow.sdk import DAG
 from papermill.inspection import inspect_notebook
 
-from airflow_notebook_provider.engine.introspect import NotIntrospectable, declared_parameters
+from airflow_notebook_provider.notebook.introspect import NotIntrospectable, declared_parameters
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import code_cells, read_nb, run_dag, stream_text
 

@@ -1,4 +1,4 @@
-"""The kernel launcher (``airflow_notebook_provider.launcher``): a real launcher process forking real ipykernel
+"""The kernel launcher (``airflow_notebook_provider.launcher.server``): a real launcher process forking real ipykernel
 kernels for the engine. A forked kernel must behave as a kernel started as a new process (environment, working
 directory, umask, output, interrupt, death), must die with the process that asked for it, and anything the
 launcher cannot fork must still run, as a new process."""
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_notebook_provider import launcher
-from airflow_notebook_provider.engine import forked
-from airflow_notebook_provider.engine.errors import NotebookExecutionError
+from airflow_notebook_provider.engine.kernels import forked
+from airflow_notebook_provider.launcher import server
+from airflow_notebook_provider.notebook.errors import NotebookExecutionError
 from tests.engine.test_runner import run
 from tests.helpers import SECRET_SIZES, memory_scan, read_nb, stream_text
 from tests.reliability.test_kernel_faults import CASES
@@ -60,12 +60,12 @@ class Launched:
 @pytest.fixture
 def kernel_launcher(monkeypatch: pytest.MonkeyPatch) -> Iterator[Launched]:
     folder = tempfile.mkdtemp(prefix="nkl-")
-    log = Path(folder) / "launcher.log"
+    log = Path(folder) / "server.log"
     with log.open("wb") as err:
         # pytest changes PYTEST_CURRENT_TEST between set-up and call: a launcher with it would fork nothing
-        proc, path = launcher.start(folder, stderr=err, env={k: v for k, v in os.environ.items()
+        proc, path = server.start(folder, stderr=err, env={k: v for k, v in os.environ.items()
                                                              if k != "PYTEST_CURRENT_TEST"})
-    monkeypatch.setenv(launcher.ENV_VAR, path)
+    monkeypatch.setenv(server.ENV_VAR, path)
     launched = Launched(proc, path, log)
     try:
         yield launched
@@ -111,7 +111,7 @@ def test_the_kernel_command_line_shows_a_kernel(kernel_launcher: Launched, make_
     out = tmp_path / "out.ipynb"
     run(nb, out)
     cmdline = stream_text(read_nb(out)["cells"][0])
-    assert "-m ipykernel_launcher -f " in cmdline and "launcher.sock" not in cmdline
+    assert "-m ipykernel_launcher -f " in cmdline and "server.sock" not in cmdline
 
 
 @pytest.mark.parametrize("case", ["cell_timeout", "os_exit", "sigkill"])
@@ -168,7 +168,7 @@ def test_what_cannot_be_forked_starts_as_a_new_process(kernel_launcher: Launched
     should: it is started as a new process, a child of the caller, and says why in the log."""
     nb = make_notebook("import os, sys; print(os.getppid(), '/elsewhere' in sys.path)")
     out = tmp_path / "out.ipynb"
-    with caplog.at_level(logging.INFO, logger="airflow_notebook_provider.engine.kernel"):
+    with caplog.at_level(logging.INFO, logger="airflow_notebook_provider.engine.kernels.kernel"):
         run(nb, out, env={"PYTHONPATH": "/elsewhere"})
     assert stream_text(read_nb(out)["cells"][0]) == f"{os.getpid()} True\n"
     assert re.search(r"Kernel started as a new process: .* launcher's \(PYTHONPATH\)", caplog.text), caplog.text
@@ -177,7 +177,7 @@ def test_what_cannot_be_forked_starts_as_a_new_process(kernel_launcher: Launched
 
 def test_a_launcher_that_is_gone_means_kernels_start_as_new_processes(make_notebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tempfile.mkdtemp(prefix="nkl-")
-    monkeypatch.setenv(launcher.ENV_VAR, os.path.join(folder, "launcher.sock"))  # nothing listens there
+    monkeypatch.setenv(server.ENV_VAR, os.path.join(folder, "server.sock"))  # nothing listens there
     nb = make_notebook("import os; print(os.getppid())")
     out = tmp_path / "out.ipynb"
     run(nb, out)
@@ -189,13 +189,13 @@ def test_a_socket_in_a_folder_others_can_enter_is_refused(tmp_path: Path) -> Non
     folder.mkdir(mode=0o777)
     folder.chmod(0o777)
     with pytest.raises(forked.LauncherUnavailable, match="not private to this user"):
-        forked.launch(str(folder / "launcher.sock"), [sys.executable, "-m", "ipykernel_launcher"], env={}, cwd=None)
+        forked.launch(str(folder / "server.sock"), [sys.executable, "-m", "ipykernel_launcher"], env={}, cwd=None)
 
 
 def test_the_launcher_leaves_when_the_worker_that_started_it_is_gone(tmp_path: Path) -> None:
     starter = subprocess.Popen(
-        [sys.executable, "-c", "from airflow_notebook_provider import launcher; import time\n"
-                               "proc, path = launcher.start(); print(proc.pid, path, flush=True); time.sleep(600)"],
+        [sys.executable, "-c", "from airflow_notebook_provider.launcher import server; import time\n"
+                               "proc, path = server.start(); print(proc.pid, path, flush=True); time.sleep(600)"],
         env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, start_new_session=True)
     pid_text, path = starter.stdout.readline().decode().split()  # type: ignore[union-attr]
     pid = int(pid_text)
@@ -218,27 +218,27 @@ def test_the_launcher_leaves_when_the_worker_that_started_it_is_gone(tmp_path: P
 def test_refusal_names_what_differs() -> None:
     python = [sys.executable, "-m", "ipykernel_launcher", "-f", "x.json"]
     base = {"PATH": "/bin", "PYTHONPATH": "/a"}
-    assert launcher.refusal(python, {**base, "MODE": "x"}, base) is None
-    assert launcher.refusal(python, base, {**base, "SPT_NOENV": "1", "JPY_PARENT_PID": "7"}) is None
-    assert "lacks or changes the launcher's (PYTHONPATH)" in (launcher.refusal(python, {"PATH": "/bin"}, base) or "")
+    assert server.refusal(python, {**base, "MODE": "x"}, base) is None
+    assert server.refusal(python, base, {**base, "SPT_NOENV": "1", "JPY_PARENT_PID": "7"}) is None
+    assert "lacks or changes the launcher's (PYTHONPATH)" in (server.refusal(python, {"PATH": "/bin"}, base) or "")
     # inherit_env=False: the kernel's environment is smaller than the launcher's, which /proc/self/environ shows
-    assert "(HOME, PYTHONPATH)" in (launcher.refusal(python, {"PATH": "/bin"}, {**base, "HOME": "/h"}) or "")
-    assert "differ from the launcher's (LD_PRELOAD)" in (launcher.refusal(python, {**base, "LD_PRELOAD": "x.so"}, base) or "")
-    assert "another interpreter" in (launcher.refusal(["/usr/bin/R", "-m", "ipykernel_launcher"], base, base) or "")
-    assert "not an ipykernel" in (launcher.refusal(["/usr/bin/R", "--slave", "-e", "IRkernel::main()"], base, base) or "")
+    assert "(HOME, PYTHONPATH)" in (server.refusal(python, {"PATH": "/bin"}, {**base, "HOME": "/h"}) or "")
+    assert "differ from the launcher's (LD_PRELOAD)" in (server.refusal(python, {**base, "LD_PRELOAD": "x.so"}, base) or "")
+    assert "another interpreter" in (server.refusal(["/usr/bin/R", "-m", "ipykernel_launcher"], base, base) or "")
+    assert "not an ipykernel" in (server.refusal(["/usr/bin/R", "--slave", "-e", "IRkernel::main()"], base, base) or "")
 
 
 def test_a_workers_launcher_shows_its_kernels_none_of_the_workers_secrets(make_notebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``worker.start_launcher`` (what a Celery worker runs when it starts) gives the launcher only what a kernel
     inherits by default: a forked kernel's /proc/self/environ, the environment it was started with, has no
     connection URI; and a run that inherits less than that (``inherit_env=False``) is not forked."""
-    from airflow_notebook_provider import worker
-    from airflow_notebook_provider.engine.kernel import InheritedEnv, LocalKernels
+    from airflow_notebook_provider.celery import worker
+    from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv, LocalKernels
 
     secret = "postgresql://etl:hunter2@db/warehouse"
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", secret)
     monkeypatch.setenv("AIRFLOW_CTX_TASK_ID", "the worker's")  # left in a worker's environment; each task sets its own
-    monkeypatch.setenv(launcher.ENV_VAR, "")  # none yet; and taken away again after the test
+    monkeypatch.setenv(server.ENV_VAR, "")  # none yet; and taken away again after the test
     monkeypatch.setattr(worker, "_launcher", None)
     worker.start_launcher()
     proc = worker._launcher
@@ -280,7 +280,7 @@ def test_a_forked_kernel_is_what_a_new_kernel_process_would_be(kernel_launcher: 
     seen = {}
     for how in ("forked", "new process"):
         if how == "new process":
-            monkeypatch.delenv(launcher.ENV_VAR)
+            monkeypatch.delenv(server.ENV_VAR)
         out = tmp_path / f"{how}.ipynb"
         run(nb, out, cwd=str(tmp_path), env={"MODE": "prod"})
         seen[how] = json.loads(stream_text(read_nb(out)["cells"][0]))
@@ -329,7 +329,7 @@ def _drip(path: str, sent: threading.Event, stop: threading.Event, said: list[by
     conn.connect(path)
     conn.settimeout(1.0)
     try:
-        socket.send_fds(conn, [launcher.HEADER.pack(100_000) + b"{"], [1, 2])
+        socket.send_fds(conn, [server.HEADER.pack(100_000) + b"{"], [1, 2])
         sent.set()
         while not stop.is_set():
             try:
@@ -376,7 +376,7 @@ def test_a_client_gone_before_its_answer_leaves_no_kernel(kernel_launcher: Launc
     for _ in range(3):
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(kernel_launcher.path)
-        socket.send_fds(conn, [launcher.HEADER.pack(len(body)) + body], [1, 2])
+        socket.send_fds(conn, [server.HEADER.pack(len(body)) + body], [1, 2])
         conn.close()
     deadline = time.monotonic() + 30
     while kernel_launcher.log.read_text().count("is gone") < 3 and time.monotonic() < deadline:

@@ -7,11 +7,11 @@ import json
 import nbformat
 import pytest
 
-from airflow_notebook_provider.engine import notebook as nbrec
-from airflow_notebook_provider.engine import record
-from airflow_notebook_provider.engine.errors import Failure, NotebookInputError
-from airflow_notebook_provider.engine.parameters import inject
+from airflow_notebook_provider.notebook import load as nbrec
 from airflow_notebook_provider.engine.storage import safe_piece
+from airflow_notebook_provider.notebook import record
+from airflow_notebook_provider.notebook.errors import Failure, NotebookInputError
+from airflow_notebook_provider.notebook.parameters import inject
 
 
 @pytest.mark.parametrize(

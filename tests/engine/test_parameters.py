@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_notebook_provider.engine.errors import ParameterError
-from airflow_notebook_provider.engine.parameters import INJECTED_TAG, inject, prepare, to_json
-from airflow_notebook_provider.engine.translators import PythonTranslator, translator_for
+from airflow_notebook_provider.notebook.errors import ParameterError
+from airflow_notebook_provider.notebook.parameters import INJECTED_TAG, inject, prepare, to_json
+from airflow_notebook_provider.notebook.translators import PythonTranslator, translator_for
 
 
 def evaluate_injected(source: str) -> dict[str, object]:

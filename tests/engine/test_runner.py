@@ -21,9 +21,9 @@ from airflow_notebook_provider.engine import (
     load,
     prepare_parameters,
 )
-from airflow_notebook_provider.engine.errors import NotebookExecutionError, NotebookInputError
-from airflow_notebook_provider.engine.record import ERROR_MARKER_TAG
 from airflow_notebook_provider.engine.storage import write_atomic
+from airflow_notebook_provider.notebook.errors import NotebookExecutionError, NotebookInputError
+from airflow_notebook_provider.notebook.record import ERROR_MARKER_TAG
 from tests.helpers import code_cells, kernel_processes, read_nb, stream_text
 
 
@@ -339,7 +339,7 @@ def test_a_kernel_that_hangs_on_its_way_out_is_killed_after_the_grace_period() -
     import signal
 
     from airflow_notebook_provider.engine import _compat
-    from airflow_notebook_provider.engine.kernel import EXIT_GRACE
+    from airflow_notebook_provider.engine.kernels.kernel import EXIT_GRACE
 
     async def scenario() -> tuple[float, int | None, int | None]:
         kernel = LocalKernels().create("python3", env={}, cwd=None)

@@ -8,8 +8,8 @@ from fractions import Fraction
 import pytest
 from papermill import translators as pm
 
-from airflow_notebook_provider.engine.errors import ParameterError
-from airflow_notebook_provider.engine.translators import translator_for
+from airflow_notebook_provider.notebook.errors import ParameterError
+from airflow_notebook_provider.notebook.translators import translator_for
 
 SAME_AS_PAPERMILL = [0, -7, 2**31, -(2**31) - 1, 2**40, 1.5, -0.25, 1e-300, True, False, "plain text", "with 'single'",
                      'a "quote"', "back\\slash", "line\nbreak\ttab", [1, 2.5, "x"], {"a": 1, "b": [True, "z"]}, []]

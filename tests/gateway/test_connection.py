@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from airflow_notebook_provider.engine.errors import NotebookConfigError
 from airflow_notebook_provider.hooks.kernel import JupyterGatewayHook, kernels_for_connection
+from airflow_notebook_provider.notebook.errors import NotebookConfigError
 from tests.gateway.conftest import Gateway
 
 

@@ -16,8 +16,8 @@ import pytest
 from airflow.sdk import DAG
 from jupyter_client.kernelspec import KernelSpecManager
 
-from airflow_notebook_provider.engine.errors import ParameterError
-from airflow_notebook_provider.engine.translators import translator_for
+from airflow_notebook_provider.notebook.errors import ParameterError
+from airflow_notebook_provider.notebook.translators import translator_for
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import run_dag
 from tests.languages.test_real_kernels import kernel

@@ -17,8 +17,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import start_new_kernel
 
 from airflow_notebook_provider.engine import NotebookExecutionError, execute_notebook
-from airflow_notebook_provider.engine.record import ERROR_MARKER_TAG
-from airflow_notebook_provider.engine.translators import translator_for
+from airflow_notebook_provider.notebook.record import ERROR_MARKER_TAG
+from airflow_notebook_provider.notebook.translators import translator_for
 from tests.helpers import kernel_processes, read_nb
 
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
@@ -162,7 +162,7 @@ def test_bash_secret_parameter_reads_the_environment(bash_kernel: Any) -> None:
 
 
 def test_bash_refuses_what_it_cannot_hold() -> None:
-    from airflow_notebook_provider.engine.errors import ParameterError
+    from airflow_notebook_provider.notebook.errors import ParameterError
 
     with pytest.raises(ParameterError, match="bash has no dict"):
         translator_for("bash").codify({"d": {"a": 1}})

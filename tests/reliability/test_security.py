@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_notebook_provider.engine import prepare_parameters
-from airflow_notebook_provider.engine.parameters import INJECTED_TAG, inject
+from airflow_notebook_provider.notebook.parameters import INJECTED_TAG, inject
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from airflow_notebook_provider.outputs import TaskInstanceId, default_output
+from airflow_notebook_provider.task.outputs import TaskInstanceId, default_output
 from tests.helpers import read_nb, run_dag
 
 HOSTILE = [

@@ -518,7 +518,7 @@ def test_the_render_cache_is_bounded_in_bytes_and_a_hit_does_not_wait_for_a_rend
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Rendered pages are kept within ``[notebook] viewer_cache_bytes``; a page already rendered is served while
     another request holds the renderer (a slow render of a big notebook does not stall every viewer)."""
-    from airflow_notebook_provider.plugins import page
+    from airflow_notebook_provider.viewer import page
 
     budget = 600_000  # about two pages of 280 kB
     monkeypatch.setenv("AIRFLOW__NOTEBOOK__VIEWER_CACHE_BYTES", str(budget))
