@@ -46,7 +46,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_notebook_provider.launcher.child import set_dumpable
 from airflow_notebook_provider.launcher.child import (
     HEADER,
     REQUEST_DEADLINE,
@@ -54,6 +53,7 @@ from airflow_notebook_provider.launcher.child import (
     read_request,
     refusal,
     send_line,
+    set_dumpable,
     set_title,
 )
 

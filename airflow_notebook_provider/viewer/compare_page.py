@@ -14,6 +14,7 @@ from typing import Any
 from airflow_notebook_provider.notebook.compare import CellComparison, Comparison
 from airflow_notebook_provider.viewer.page import _duration, _head, _state, esc
 
+
 def _diff(lines: Sequence[str]) -> str:
     spans = []
     for line in lines:

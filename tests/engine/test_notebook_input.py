@@ -7,8 +7,8 @@ import json
 import nbformat
 import pytest
 
-from airflow_notebook_provider.notebook import load as nbrec
 from airflow_notebook_provider.engine.storage import safe_piece
+from airflow_notebook_provider.notebook import load as nbrec
 from airflow_notebook_provider.notebook import record
 from airflow_notebook_provider.notebook.errors import Failure, NotebookInputError
 from airflow_notebook_provider.notebook.parameters import inject
