@@ -1,20 +1,15 @@
 """The notebook engine: load, parameterize, execute, record and save a notebook, with no Airflow import.
 
 ``execute.py`` is the entry point (``Execution``, ``execute_notebook``); the Airflow operator and the command-line
-tool are thin layers over it. Inside: ``runner.py`` runs the cells, ``kernel.py`` owns kernels, ``writer.py``
+tool are thin layers over it. Inside: ``runner.py`` runs the cells, ``kernels/`` owns kernels, ``writer.py``
 writes the output, ``record.py`` writes and reads the run's record in the notebook.
 """
 
 from __future__ import annotations
 
 from airflow_notebook_provider.engine.execute import SECRET_ENV_PREFIX, Execution, execute_notebook
-from airflow_notebook_provider.engine.kernels.kernel import (
-    EarlyKernel,
-    Kernel,
-    KernelProvider,
-    LocalKernel,
-    LocalKernels,
-)
+from airflow_notebook_provider.engine.kernels.kernel import EarlyKernel, Kernel, KernelProvider
+from airflow_notebook_provider.engine.kernels.local import LocalKernel, LocalKernels
 from airflow_notebook_provider.engine.runner import NotebookRun
 from airflow_notebook_provider.engine.settings import (
     ExecutionSettings,

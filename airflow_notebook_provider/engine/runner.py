@@ -1,15 +1,15 @@
 """One run of a prepared notebook: pick the kernel, inject the parameters, run the cells, record how it ended.
 
-``NotebookRun`` reads top-down: ``prepare`` (everything that can fail before a kernel starts), then ``run``:
-start the kernel (``kernel.py``), run the cells one by one, turn whatever ends the run into one ``Failure``,
-and record it (``record.py``) in the output notebook, which ``writer.py`` writes at the start, at most every
-``checkpoint_interval`` and at the end. It knows nothing of Airflow; ``execute.py`` is the entry point callers use.
+``NotebookRun`` reads top-down: ``prepare`` (everything that can fail before a kernel starts, with the check of the
+declared parameters in ``declared.py``), then ``run``: start the kernel (``kernels/``), run the cells one by one,
+turn whatever ends the run into one ``Failure``, and record it (``record.py``) in the output notebook, which
+``writer.py`` writes at the start, at most every ``checkpoint_interval`` and at the end. It knows nothing of
+Airflow; ``execute.py`` is the entry point callers use.
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +20,7 @@ from nbformat import NotebookNode
 
 from airflow_notebook_provider.engine import _compat
 from airflow_notebook_provider.engine.celllog import QUIET_CELL_SECONDS, CellLog
+from airflow_notebook_provider.engine.declared import check_declared
 from airflow_notebook_provider.engine.kernels.kernel import (
     DEFAULT_KERNEL,
     EarlyKernel,
@@ -38,12 +39,6 @@ from airflow_notebook_provider.notebook.errors import (
     NotebookExecutionError,
     NotebookInputError,
     NotebookStorageError,
-    ParameterError,
-)
-from airflow_notebook_provider.notebook.introspect import (
-    NotIntrospectable,
-    UnreadableParametersCell,
-    declared_parameters,
 )
 from airflow_notebook_provider.notebook.parameters import inject
 from airflow_notebook_provider.notebook.redact import Redactor
@@ -128,39 +123,14 @@ class NotebookRun:
                          or self.nb.metadata.get("language_info", {}).get("name") or "python").lower()
         # The kernel that really runs, as Jupyter records it (also completes a partial or missing kernelspec).
         self.nb.metadata["kernelspec"] = {"name": spec.name, "display_name": spec.display_name, "language": spec.language}
-        self._check_declared()
+        check_declared(self.nb, [*self.parameters, *self.settings.secret_env], language=self.language,
+                       input_path=self.input_path, mode=self.settings.unknown_parameters, log=self.log)
         inject(self.nb, self.parameters, self.language, self.settings.secret_env)
         if self.settings.report_mode:
             mark_report_mode(self.nb)
         record.init_record(self.nb, parameters=self.parameters, input_path=self.input_path,
                            output_path=self.output_path, metadata=self.metadata)
         self._prepared = True
-
-    def _check_declared(self) -> None:
-        """Name the parameters the notebook does not declare (a typo would silently leave the default in place)."""
-        mode, names = self.settings.unknown_parameters, [*self.parameters, *self.settings.secret_env]
-        if mode == "ignore" or not names:
-            return
-        try:
-            declared = declared_parameters(self.nb, self.language or "python")
-        except UnreadableParametersCell as exc:  # the kernel will say the same at that cell: say it first
-            self.log.warning("%s: %s.", self.input_path, exc)
-            return
-        except NotIntrospectable as exc:
-            self.log.debug("Declared parameters not checked: %s", exc)
-            return
-        if declared is None:
-            return  # no parameters cell: inject() says so
-        known = [p.name for p in declared]
-        unknown = [n for n in names if n not in known]
-        if not unknown:
-            return
-        hints = [f"did you mean `{m[0]}` for `{n}`?" for n in unknown if (m := difflib.get_close_matches(n, known, 1))]
-        msg = (f"{self.input_path} does not declare {', '.join(repr(n) for n in unknown)} in its parameters cell "
-               f"(it declares: {', '.join(known) or 'nothing'}){'; ' + ' '.join(hints) if hints else ''}")
-        if mode == "fail":
-            raise ParameterError(msg + ". Fix the name, or set unknown_parameters='warn' to inject it anyway.")
-        self.log.warning("%s. Injected anyway (unknown_parameters='warn').", msg)
 
     def run(self, early: EarlyKernel | None = None) -> RunResult:
         """Run every cell; return the result, or raise ``NotebookExecutionError`` with the notebook saved.

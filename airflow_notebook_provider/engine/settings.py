@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from nbformat import NotebookNode
 
-from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv, KernelProvider, LocalKernels
+from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv, KernelProvider
+from airflow_notebook_provider.engine.kernels.local import LocalKernels
 from airflow_notebook_provider.engine.writer import WriteKind
 from airflow_notebook_provider.notebook.errors import Failure
 

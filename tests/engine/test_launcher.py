@@ -233,7 +233,8 @@ def test_a_workers_launcher_shows_its_kernels_none_of_the_workers_secrets(make_n
     inherits by default: a forked kernel's /proc/self/environ, the environment it was started with, has no
     connection URI; and a run that inherits less than that (``inherit_env=False``) is not forked."""
     from airflow_notebook_provider.celery import worker
-    from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv, LocalKernels
+    from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv
+    from airflow_notebook_provider.engine.kernels.local import LocalKernels
 
     secret = "postgresql://etl:hunter2@db/warehouse"
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", secret)

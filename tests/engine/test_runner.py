@@ -339,7 +339,7 @@ def test_a_kernel_that_hangs_on_its_way_out_is_killed_after_the_grace_period() -
     import signal
 
     from airflow_notebook_provider.engine import _compat
-    from airflow_notebook_provider.engine.kernels.kernel import EXIT_GRACE
+    from airflow_notebook_provider.engine.kernels.local import EXIT_GRACE
 
     async def scenario() -> tuple[float, int | None, int | None]:
         kernel = LocalKernels().create("python3", env={}, cwd=None)

@@ -24,8 +24,8 @@ from airflow_notebook_provider.engine.kernels.kernel import (
     InheritedEnv,
     KernelProvider,
     KernelSpecInfo,
-    LocalKernel,
 )
+from airflow_notebook_provider.engine.kernels.local import LocalKernel
 from airflow_notebook_provider.notebook.errors import NotebookInputError
 
 LAUNCHER_NAME = DEFAULT_KERNEL
