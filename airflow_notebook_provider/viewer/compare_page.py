@@ -2,7 +2,7 @@
 
 Plain HTML built here, every value escaped (``page.esc``); no notebook HTML is embedded, no inline style (its
 rules are ``page.COMPARE_STYLE``, part of the viewer's one stylesheet), and the page is served with the header page's
-Content-Security-Policy (``app.PAGE_CSP``: no script, no inline style).
+Content-Security-Policy (``responses.PAGE_CSP``: no script, no inline style).
 """
 
 from __future__ import annotations

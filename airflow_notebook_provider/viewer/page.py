@@ -2,9 +2,9 @@
 attempts) with the notebook rendered by nbconvert in a sandboxed frame below it, and plain error pages.
 
 Everything that comes from the notebook or the metadata DB is escaped. The notebook's own HTML is users' HTML: it is
-never part of the header page, only of the frame's document (its own route, ``viewer.NOTEBOOK_CSP``: opaque
+never part of the header page, only of the frame's document (its own route, ``responses.NOTEBOOK_CSP``: opaque
 origin, no script), so it cannot cover or restyle the header. The header, error and compare pages carry no
-inline style at all: their only stylesheet is ``stylesheet()``, served by the viewer (``viewer.PAGE_CSP``).
+inline style at all: their only stylesheet is ``stylesheet()``, served by the viewer (``responses.PAGE_CSP``).
 """
 
 from __future__ import annotations
