@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import gc
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import airflow
-from airflow.providers.common.compat.sdk import BaseOperator, mask_secret, redact
+from airflow.providers.common.compat.sdk import BaseOperator, redact
 
 from airflow_notebook_provider import config
 from airflow_notebook_provider.engine import (
-    Execution,
     ExecutionSettings,
     KernelProvider,
     NotebookConfigError,
@@ -28,8 +23,7 @@ from airflow_notebook_provider.engine import (
     kernel_provider,
 )
 from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv
-from airflow_notebook_provider.engine.publish import DEFAULT_COLLECT_MAX_BYTES, Publisher, check_formats, check_patterns
-from airflow_notebook_provider.engine.writer import WriteKind
+from airflow_notebook_provider.engine.publish import DEFAULT_COLLECT_MAX_BYTES, check_formats, check_patterns
 from airflow_notebook_provider.exceptions import (
     NotebookTaskConfigError,
     NotebookTaskError,
@@ -39,17 +33,12 @@ from airflow_notebook_provider.exceptions import (
 from airflow_notebook_provider.hooks.kernel import kernels_for_connection
 from airflow_notebook_provider.hooks.notebook import NotebookHook
 from airflow_notebook_provider.links.notebook import NotebookOutputLink, viewer_url
-from airflow_notebook_provider.notebook.redact import RedactingLog, Redactor, filtering, secret_strings
-from airflow_notebook_provider.results import (
-    FILES_XCOM_KEY,
-    REPORTS_XCOM_KEY,
-    RESULTS_XCOM_KEY,
-    RecordError,
-    read_records,
-)
+from airflow_notebook_provider.notebook.redact import RedactingLog, Redactor, filtering
 from airflow_notebook_provider.task import outputs
+from airflow_notebook_provider.task.attempt import Attempt, identity
 from airflow_notebook_provider.task.lineage import LineageState, operator_lineage
-from airflow_notebook_provider.task.supervision import local_output_warning, watch_supervisor
+from airflow_notebook_provider.task.process import DEFAULT_ENV_DENYLIST, env_denylist, frozen_heap
+from airflow_notebook_provider.task.secrets import SECRET_PLACEHOLDER, hide_secrets, split_secrets
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -185,7 +174,7 @@ class NotebookOperator(BaseOperator):
         self.report_mode = report_mode
         self.collect_files = collect_files
         self.collect_files_max_bytes = collect_files_max_bytes
-        self._execution: Execution | None = None
+        self._attempt: Attempt | None = None
         self._lineage: LineageState | None = None
         self._secret_values: dict[str, Any] = {}
         self._redactor: Redactor | None = None
@@ -207,11 +196,11 @@ class NotebookOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         self._mask_secrets()
         if not self._redactor:
-            with _frozen_heap():
+            with frozen_heap():
                 return self._execute(context)
         failed: BaseException | None = None
         # Log records of the libraries the run uses (nbclient logs kernel messages at DEBUG) pass the root handlers.
-        with _frozen_heap(), filtering(logging.getLogger().handlers, self._redactor):
+        with frozen_heap(), filtering(logging.getLogger().handlers, self._redactor):
             try:
                 return self._execute(context)
             except BaseException as exc:
@@ -223,30 +212,9 @@ class NotebookOperator(BaseOperator):
         raise failed  # out of the except block: the uncleaned exception is not attached as its __context__
 
     def _execute(self, context: Context) -> str:
-        output = ""
-
         hooks = self.run_hooks(context)
-        also_on_write = hooks.on_write
-
-        def publish(kind: WriteKind, size: int) -> None:
-            # After the first write, while the kernel boots and before it can run a cell: the link and downstream
-            # tasks see the location even if the kernel never starts or the attempt fails.
-            if kind == "first":
-                NotebookOutputLink.persist(context, hook=self.hook, location=output)
-                self.log.info("Output notebook: %s", output)
-            if also_on_write is not None:
-                also_on_write(kind, size)
-
-        hooks.on_write = publish
         try:
-            formats, patterns = check_formats(self.report_formats), check_patterns(self.collect_files)
-            parameters, secrets = self._split_secrets()
-            self._lineage = LineageState(notebook=self.notebook,
-                                         parameters=dict(parameters) if isinstance(parameters, Mapping) else {})
-            execution = Execution(
-                self.notebook, parameters=parameters, secrets=secrets, settings=self._settings(),
-                log=self.log, hooks=hooks, early_kernel=self.start_kernel_early,
-            )
+            attempt = self._attempt_of(context, hooks)
         except NotebookError as exc:
             raise self._task_error(exc) from None
         if (ti := context.get("ti")) is None:
@@ -254,48 +222,35 @@ class NotebookOperator(BaseOperator):
                 f"Task {self.task_id}: execute() was called without a task instance in its context (`ti`), which "
                 "names the output and receives the results; run the task through Airflow (dag.test(), a worker)."
             )
-
-        publisher: Publisher | None = None
-        watch = watch_supervisor(execution.stop, log=self.log)  # an orphan (its worker died) stops its run
+        self._attempt = attempt
         try:
-            with execution:  # the kernel boots while the notebook is fetched and the output location chosen
-                self._execution = execution
-                self.hook.check_connection()
-                data = self.hook.read(self.notebook)
-                ti_id = outputs.TaskInstanceId.of(ti)
-                execution.check_output(self.output_notebook or outputs.default_output(ti_id, ti.try_number))
-                output = outputs.choose_output(self.hook, ti_id, ti.try_number, self.output_notebook)
-                if warning := local_output_warning(output, self.executor, getattr(ti, "hostname", None) or "?"):
-                    self.log.warning("%s", warning)
-                s = execution.settings
-                publisher = Publisher(
-                    output, save=self.hook.write, formats=formats, report_mode=bool(self.report_mode),
-                    patterns=patterns, max_bytes=self.collect_files_max_bytes,
-                    cwd=s.cwd if s.kernels.local_files else None,
-                )
-                self._lineage.output = output
-                hooks.on_finish = functools.partial(self._on_finish, publisher, hooks.on_finish)
-                result = execution.run(
-                    data, output, save=lambda b: self.hook.write(output, b), metadata={"airflow": self._identity(context)},
-                    provenance={"versions": {"airflow": airflow.__version__}},
-                )
+            result = attempt.run(ti, executor=self.executor, metadata={"airflow": identity(ti, context.get("logical_date"))})
         except NotebookExecutionError as exc:
-            self._lineage.failure = exc.failure
-            self._push_published(ti, publisher)
             url = self._url(context)
             raise NotebookTaskFailed(f"{exc}. View it: {url}", output=exc.output, url=url) from None
         except (NotebookInputError, NotebookStorageError) as exc:
             raise self._task_error(exc) from None
         finally:
-            self._execution = None
-            watch.close()
-        if result.stopped_early:
-            self.log.info("The notebook ended early with sys.exit(0); the task succeeds.")
-        self._push_records(ti, result.nb, output)
-        self._push_published(ti, publisher)
-        self._describe_asset_events(context, output, result.nb)
-        self.log.info("Notebook done: %d writes to %s. View it: %s", result.writes, output, self._url(context))
-        return output
+            self._attempt = None
+        attempt.push_records(ti, result.nb)
+        attempt.push_published(ti)
+        attempt.describe_asset_events(ti, result.nb, self.outlets, context.get("outlet_events"))
+        self.log.info("Notebook done: %d writes to %s. View it: %s", result.writes, attempt.output, self._url(context))
+        return attempt.output
+
+    def _attempt_of(self, context: Context, hooks: RunHooks) -> Attempt:
+        """The attempt with this try's settings (the kernel may start now); ``NotebookError`` for a wrong argument."""
+        formats, patterns = check_formats(self.report_formats), check_patterns(self.collect_files)
+        parameters, secrets = self._split_secrets()
+        self._lineage = LineageState(notebook=self.notebook,
+                                     parameters=dict(parameters) if isinstance(parameters, Mapping) else {})
+        return Attempt(
+            self.notebook, task_id=self.task_id, parameters=parameters, secrets=secrets, settings=self._settings(),
+            hooks=hooks, hook=self.hook, log=self.log, output_notebook=self.output_notebook, formats=formats,
+            patterns=patterns, max_bytes=self.collect_files_max_bytes, early_kernel=self.start_kernel_early,
+            lineage=self._lineage,
+            persist_output=lambda location: NotebookOutputLink.persist(context, hook=self.hook, location=location),
+        )
 
     def _task_error(self, exc: NotebookError) -> NotebookTaskError:
         """The Airflow exception for an engine error that stopped the task before or outside its cells: the one
@@ -312,19 +267,9 @@ class NotebookOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Kill the kernel; the running ``execute`` then saves the notebook with a banner saying it was stopped."""
-        execution = self._execution
-        if execution is not None:
-            execution.stop("the task was killed: on_kill, after SIGTERM or a task timeout")
-
-    def _on_finish(self, publisher: Publisher, also: Callable[[Any], None] | None, nb: Any) -> None:
-        """The run ended: publish its reports and files (if asked), keep what lineage events describe, then call the
-        ``on_finish`` of ``run_hooks()`` (``also``), if any."""
-        if publisher.formats or publisher.patterns:
-            publisher(nb, self.log)
-        if (state := self._lineage) is not None:
-            state.nb, state.reports, state.files = nb, dict(publisher.reports), list(publisher.files)
-        if also is not None:
-            also(nb)
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.stop("the task was killed: on_kill, after SIGTERM or a task timeout")
 
     # -- OpenLineage (apache-airflow-providers-openlineage calls these when it is installed) --------------------
 
@@ -337,49 +282,7 @@ class NotebookOperator(BaseOperator):
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
         return operator_lineage(self._lineage, notebook=str(self.notebook), finished=True)
 
-    def _push_published(self, ti: Any, publisher: Publisher | None) -> None:
-        """The reports and collected files of this attempt, to XCom (``reports``: format -> location, ``files``)."""
-        if publisher is None:
-            return
-        if publisher.formats:
-            ti.xcom_push(key=REPORTS_XCOM_KEY, value=dict(publisher.reports))
-        if publisher.patterns:
-            ti.xcom_push(key=FILES_XCOM_KEY, value=list(publisher.files))
-
-    def _describe_asset_events(self, context: Context, output: str, nb: Any) -> None:
-        """Each asset this task updates (``outlets``) gets an event whose ``extra`` says where the notebook is, so that
-        an asset-triggered DAG can find it: ``output_notebook``, ``results`` (the recorded names), ``reports``."""
-        events = context.get("outlet_events")
-        if not self.outlets or events is None:
-            return
-        try:
-            names = sorted(read_records(nb))
-        except RecordError:
-            names = []
-        extra: dict[str, Any] = {"output_notebook": output, "results": names, "dag_id": context["ti"].dag_id,
-                 "run_id": context["ti"].run_id, "try_number": context["ti"].try_number}
-        reports = nb.metadata.get("airflow", {}).get("reports")
-        if reports:
-            extra["reports"] = dict(reports)
-        for outlet in self.outlets:
-            try:
-                events[outlet].extra.update(extra)
-            except (KeyError, TypeError, AttributeError) as exc:  # not an asset (an old-style lineage entity)
-                self.log.debug("No asset event for outlet %r: %s", outlet, exc)
-
-    # -- results and secrets ----------------------------------------------------------------------------------
-
-    def _push_records(self, ti: Any, nb: Any, output: str) -> None:
-        """Push each recorded value under its name, and all of them under ``results``."""
-        try:
-            records = read_records(nb)
-        except RecordError as exc:
-            raise NotebookTaskError(f"Task {self.task_id}: {exc} Output notebook: {output}") from None
-        for name, value in records.items():
-            ti.xcom_push(key=name, value=value)
-        ti.xcom_push(key=RESULTS_XCOM_KEY, value=records)
-        if records:
-            self.log.info("Recorded values pushed to XCom: %s", ", ".join(records))
+    # -- secrets ----------------------------------------------------------------------------------------------
 
     def _do_render_template_fields(self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: Any) -> None:
         # Mask secret values as soon as they exist: the rendered fields Airflow stores next are redacted with them.
@@ -395,16 +298,7 @@ class NotebookOperator(BaseOperator):
         secret) is hidden the same way; the run refuses it later, with an error that names only its type."""
         if isinstance(self.secret_parameters, str) or not isinstance(self.parameters, Mapping):
             return
-        params, hidden = dict(self.parameters), False
-        for name in self.secret_parameters:
-            value = params.get(name)
-            if value not in (None, "", SECRET_PLACEHOLDER):
-                for text in secret_strings(value):
-                    mask_secret(text)  # no name: with one, Airflow masks only names it deems sensitive ("password")
-                self._secret_values[name] = value
-                params[name], hidden = SECRET_PLACEHOLDER, True
-        if hidden:
-            self.parameters = params
+        self.parameters = hide_secrets(self.parameters, self.secret_parameters, self._secret_values)
         self._redactor = Redactor.of(self._secret_values.values()) or None
 
     def _split_secrets(self) -> tuple[Any, dict[str, Any]]:
@@ -412,16 +306,7 @@ class NotebookOperator(BaseOperator):
         if not self.secret_parameters or not isinstance(self.parameters, Mapping):
             return self.parameters, {}  # a parameters value that is not a dict is refused by Execution
         self._mask_secrets()
-        parameters, secrets = dict(self.parameters), {}
-        for name in self.secret_parameters:
-            if name not in parameters:
-                raise NotebookConfigError(
-                    f"`secret_parameters` names {name!r}, which is not in `parameters` "
-                    f"({', '.join(map(str, parameters)) or 'none'}); add it, e.g. {name!r}: '{{{{ conn.my_conn.password }}}}'."
-                )
-            value = parameters.pop(name)
-            secrets[name] = self._secret_values.get(name, value)
-        return parameters, secrets
+        return split_secrets(self.parameters, self.secret_parameters, self._secret_values)
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -479,30 +364,12 @@ class NotebookOperator(BaseOperator):
             )
         return kernels_for_connection(self.kernel_conn_id, untyped=self.untyped_kernel_conn_type, log=self.log)
 
-    def _identity(self, context: Context) -> dict[str, Any]:
-        """``metadata.airflow`` of the output notebook: the attempt it belongs to (checked by every reader)."""
-        ti = context["ti"]
-        logical_date = context.get("logical_date")
-        return {
-            "dag_id": ti.dag_id,
-            "run_id": ti.run_id,
-            "task_id": ti.task_id,
-            "map_index": ti.map_index,
-            "try_number": ti.try_number,
-            "logical_date": logical_date.isoformat() if logical_date else None,
-        }
-
     def _url(self, context: Context) -> str:
         ti = context["ti"]
         return viewer_url(
             dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=outputs.TaskInstanceId.of(ti).map_index,
             try_number=ti.try_number
         )
-
-
-DEFAULT_ENV_DENYLIST = str(config.option("kernel_env_denylist").default)
-"""The worker's variables a local kernel never inherits (``[notebook] kernel_env_denylist``): connection URIs,
-variables and Airflow settings (the metadata DB's URL, the Fernet key and the JWT secret among them)."""
 
 
 def _seconds(name: str, value: Any, *, allow_none: bool) -> float | None:
@@ -524,33 +391,8 @@ _TASK_ERRORS: tuple[tuple[type[NotebookError], type[NotebookTaskError], str], ..
 ``NotebookTaskFailed``; any other exception (a bug) propagates as it is and is retried as Airflow does."""
 
 
-def env_denylist() -> tuple[str, ...]:
-    """``[notebook] kernel_env_denylist`` as patterns."""
-    return config.get_list("kernel_env_denylist")
-
-SECRET_PLACEHOLDER = "***"
-"""What a secret parameter's value is replaced by in the operator's ``parameters`` once rendered."""
-
-
-@contextlib.contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """Keep the task process's existing heap out of the garbage collector's full passes while the task runs.
-
-    A task process holds all of Airflow (hundreds of thousands of objects) and is not frozen any more (Celery's
-    worker unfreezes once ready); the S3 client's endpoint tables, nbformat's schema and the kernel client each
-    create many small objects, and every full collection they trigger walks that whole heap. Measured: 0.4 s of CPU
-    per task, most of the engine's own time (bench/README.md). ``gc.freeze()`` (as Celery's preload does) moves the
-    existing objects to the permanent generation; they go back when the task ends, so a long-lived process (a
-    ``dag.test()`` session) collects them as before. Left alone if something else froze the heap already.
-    """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
-__all__ = ["NotebookOperator", "NotebookTaskError", "NotebookTaskFailed"]
+# Importable from here as before the attempt moved to ``task/``: the Celery worker and tests use ``env_denylist``.
+__all__ = [
+    "DEFAULT_ENV_DENYLIST", "SECRET_PLACEHOLDER", "NotebookOperator", "NotebookTaskError", "NotebookTaskFailed",
+    "env_denylist",
+]

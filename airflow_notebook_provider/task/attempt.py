@@ -1,0 +1,187 @@
+"""One attempt of a notebook task on a worker: choose its output, run the notebook there under the supervisor's
+watch, publish its reports and files, and push what it produced to XCom.
+
+The operator gives it what is Airflow-operator-specific as values and callables (the link's ``persist`` among them):
+this layer never imports the operators or the links.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import airflow
+
+from airflow_notebook_provider.engine import Execution, ExecutionSettings, NotebookExecutionError, RunHooks, RunResult
+from airflow_notebook_provider.engine.publish import Publisher
+from airflow_notebook_provider.engine.writer import WriteKind
+from airflow_notebook_provider.exceptions import NotebookTaskError
+from airflow_notebook_provider.hooks.notebook import NotebookHook
+from airflow_notebook_provider.results import (
+    FILES_XCOM_KEY,
+    REPORTS_XCOM_KEY,
+    RESULTS_XCOM_KEY,
+    RecordError,
+    read_records,
+)
+from airflow_notebook_provider.task import outputs
+from airflow_notebook_provider.task.lineage import LineageState
+from airflow_notebook_provider.task.supervision import local_output_warning, watch_supervisor
+
+
+class Attempt:
+    """One attempt: built from the run's settings (the kernel may start at once), then ``run`` once.
+
+    :param persist_output: Called with the output location after its first write, while the kernel boots and before
+        it can run a cell: the link and downstream tasks see the location even if the attempt fails.
+    :param lineage: What OpenLineage events describe; filled in as the attempt goes.
+    """
+
+    def __init__(
+        self,
+        notebook: str,
+        *,
+        task_id: str,
+        parameters: Any,
+        secrets: Mapping[str, Any],
+        settings: ExecutionSettings,
+        hooks: RunHooks,
+        hook: NotebookHook,
+        log: Any,
+        output_notebook: str | None,
+        formats: list[str],
+        patterns: list[str],
+        max_bytes: int,
+        early_kernel: bool,
+        lineage: LineageState,
+        persist_output: Callable[[str], None],
+    ) -> None:
+        self.task_id, self.hook, self.log, self.lineage = task_id, hook, log, lineage
+        self.output_notebook = output_notebook
+        self.formats, self.patterns, self.max_bytes = formats, patterns, max_bytes
+        self.output = ""
+        self.publisher: Publisher | None = None
+        self._persist_output = persist_output
+        self._also_on_write = hooks.on_write
+        self._running: Execution | None = None
+        hooks.on_write = self._on_write
+        self.hooks = hooks
+        self.execution = Execution(
+            notebook, parameters=parameters, secrets=secrets, settings=settings, log=log, hooks=hooks,
+            early_kernel=early_kernel,
+        )
+
+    def run(self, ti: Any, *, executor: Any, metadata: Mapping[str, Any]) -> RunResult:
+        """Run the attempt into its output; ``NotebookExecutionError`` if a cell failed (reports still pushed)."""
+        execution = self.execution
+        watch = watch_supervisor(execution.stop, log=self.log)  # an orphan (its worker died) stops its run
+        try:
+            with execution:  # the kernel boots while the notebook is fetched and the output location chosen
+                self._running = execution
+                self.hook.check_connection()
+                data = self.hook.read(execution.input_path)
+                ti_id = outputs.TaskInstanceId.of(ti)
+                execution.check_output(self.output_notebook or outputs.default_output(ti_id, ti.try_number))
+                output = self.output = outputs.choose_output(self.hook, ti_id, ti.try_number, self.output_notebook)
+                if warning := local_output_warning(output, executor, getattr(ti, "hostname", None) or "?"):
+                    self.log.warning("%s", warning)
+                s = execution.settings
+                self.publisher = Publisher(
+                    output, save=self.hook.write, formats=self.formats, report_mode=bool(s.report_mode),
+                    patterns=self.patterns, max_bytes=self.max_bytes,
+                    cwd=s.cwd if s.kernels.local_files else None,
+                )
+                self.lineage.output = output
+                self.hooks.on_finish = functools.partial(self._on_finish, self.publisher, self.hooks.on_finish)
+                result = execution.run(
+                    data, output, save=lambda b: self.hook.write(output, b), metadata=metadata,
+                    provenance={"versions": {"airflow": airflow.__version__}},
+                )
+        except NotebookExecutionError as exc:
+            self.lineage.failure = exc.failure
+            self.push_published(ti)
+            raise
+        finally:
+            self._running = None
+            watch.close()
+        if result.stopped_early:
+            self.log.info("The notebook ended early with sys.exit(0); the task succeeds.")
+        return result
+
+    def stop(self, reason: str) -> None:
+        """Kill the kernel of a running attempt; ``run`` then saves the notebook with a banner saying why."""
+        if (execution := self._running) is not None:
+            execution.stop(reason)
+
+    def _on_write(self, kind: WriteKind, size: int) -> None:
+        if kind == "first":
+            self._persist_output(self.output)
+            self.log.info("Output notebook: %s", self.output)
+        if self._also_on_write is not None:
+            self._also_on_write(kind, size)
+
+    def _on_finish(self, publisher: Publisher, also: Callable[[Any], None] | None, nb: Any) -> None:
+        """The run ended: publish its reports and files (if asked), keep what lineage events describe, then call the
+        ``on_finish`` of the operator's ``run_hooks()`` (``also``), if any."""
+        if publisher.formats or publisher.patterns:
+            publisher(nb, self.log)
+        state = self.lineage
+        state.nb, state.reports, state.files = nb, dict(publisher.reports), list(publisher.files)
+        if also is not None:
+            also(nb)
+
+    # -- XCom -------------------------------------------------------------------------------------------------
+
+    def push_records(self, ti: Any, nb: Any) -> None:
+        """Push each recorded value under its name, and all of them under ``results``."""
+        try:
+            records = read_records(nb)
+        except RecordError as exc:
+            raise NotebookTaskError(f"Task {self.task_id}: {exc} Output notebook: {self.output}") from None
+        for name, value in records.items():
+            ti.xcom_push(key=name, value=value)
+        ti.xcom_push(key=RESULTS_XCOM_KEY, value=records)
+        if records:
+            self.log.info("Recorded values pushed to XCom: %s", ", ".join(records))
+
+    def push_published(self, ti: Any) -> None:
+        """The reports and collected files of this attempt, to XCom (``reports``: format -> location, ``files``)."""
+        if (publisher := self.publisher) is None:
+            return
+        if publisher.formats:
+            ti.xcom_push(key=REPORTS_XCOM_KEY, value=dict(publisher.reports))
+        if publisher.patterns:
+            ti.xcom_push(key=FILES_XCOM_KEY, value=list(publisher.files))
+
+    def describe_asset_events(self, ti: Any, nb: Any, outlets: Sequence[Any], events: Any) -> None:
+        """Each asset the task updates (``outlets``) gets an event whose ``extra`` says where the notebook is, so that
+        an asset-triggered DAG can find it: ``output_notebook``, ``results`` (the recorded names), ``reports``."""
+        if not outlets or events is None:
+            return
+        try:
+            names = sorted(read_records(nb))
+        except RecordError:
+            names = []
+        extra: dict[str, Any] = {"output_notebook": self.output, "results": names, "dag_id": ti.dag_id,
+                                 "run_id": ti.run_id, "try_number": ti.try_number}
+        reports = nb.metadata.get("airflow", {}).get("reports")
+        if reports:
+            extra["reports"] = dict(reports)
+        for outlet in outlets:
+            try:
+                events[outlet].extra.update(extra)
+            except (KeyError, TypeError, AttributeError) as exc:  # not an asset (an old-style lineage entity)
+                self.log.debug("No asset event for outlet %r: %s", outlet, exc)
+
+
+def identity(ti: Any, logical_date: Any) -> dict[str, Any]:
+    """``metadata.airflow`` of the output notebook: the attempt it belongs to (checked by every reader)."""
+    return {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "map_index": ti.map_index,
+        "try_number": ti.try_number,
+        "logical_date": logical_date.isoformat() if logical_date else None,
+    }
