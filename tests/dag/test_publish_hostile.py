@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html.parser
 import http.server
+import logging
 import os
 import shutil
 import signal
@@ -376,7 +377,7 @@ while not os.path.exists(stop) and time.monotonic() < deadline:
 
 @pytest.mark.timeout(240)
 def test_collect_files_leaves_out_fifos_and_devices_even_when_swapped_in_after_the_check(
-        airflow_db, make_notebook, tmp_path, capfd) -> None:
+        airflow_db, make_notebook, tmp_path, capfd, caplog) -> None:
     work = tmp_path / "work"
     (work / "out").mkdir(parents=True)
     (work / "swapper.py").write_text(SWAPPER)
@@ -396,8 +397,9 @@ def test_collect_files_leaves_out_fifos_and_devices_even_when_swapped_in_after_t
     )
     out = tmp_path / "runs" / "attempt-1.ipynb"
     try:
-        res = run_dag(one_task("t_pub_files_fifo", notebook=str(nb), output_notebook=str(out),
-                               collect_files=["out/*.csv"]))["nb"]
+        with caplog.at_level(logging.DEBUG):
+            res = run_dag(one_task("t_pub_files_fifo", notebook=str(nb), output_notebook=str(out),
+                                   collect_files=["out/*.csv"]))["nb"]
     finally:
         stop.touch()
         pid_file = work / "swapper.pid"
@@ -416,5 +418,7 @@ def test_collect_files_leaves_out_fifos_and_devices_even_when_swapped_in_after_t
     meta = read_nb(out)["metadata"]["airflow"]
     refused = {f["path"]: f["reason"] for f in meta["files_refused"]}
     assert "symbolic link" in refused["out/zero.csv"] and "FIFO" in refused["out/pipe.csv"]
-    log = "".join(capfd.readouterr())
+    # The task log as the process printed it and as logging recorded it (which one holds the task's lines depends on
+    # how earlier tests in the same process left Airflow's logging).
+    log = "".join(capfd.readouterr()) + "\n".join(r.getMessage() for r in caplog.records)
     assert "out/zero.csv" in log and "out/pipe.csv" in log and "left out" in log
