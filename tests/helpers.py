@@ -260,3 +260,17 @@ def memory_scan(*secrets: str) -> str:
 SECRET_SIZES = (16, 24, 40, 60, 100, 150, 250, 400, 700, 1000, 3000)
 """Secret parameters of many sizes: what is freed by the launcher lands in many of its allocator's bins, and some
 are not reused by a later kernel's own start."""
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
+
+
+def load_example(name: str) -> Any:
+    """Import ``example_dags/<name>.py`` as a module (its ``dag`` among its names), as the DAG processor would."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

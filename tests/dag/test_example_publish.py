@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.dag.test_results_and_fan_out import load_example
-from tests.helpers import read_nb, run_dag
+from tests.helpers import load_example, read_nb, run_dag
 
 
 def test_the_publish_example_writes_its_report_and_file_and_says_where(airflow_db) -> None:

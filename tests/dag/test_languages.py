@@ -14,8 +14,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from airflow_notebook_provider.operators.papermill import PapermillOperator
-from tests.dag.test_results_and_fan_out import load_example
-from tests.helpers import code_cells, kernel_processes, read_nb, run_dag, stream_text
+from tests.helpers import code_cells, kernel_processes, load_example, read_nb, run_dag, stream_text
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

@@ -6,7 +6,6 @@ The example DAG ``example_notebook_results`` is run as shipped: it is the docume
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pendulum
@@ -14,19 +13,12 @@ import pytest
 from airflow.sdk import DAG, task
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import read_nb, run_dag
+from tests.helpers import load_example, read_nb, run_dag
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "example_dags"
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 LINK_KEY = "_link_NotebookOutputLink"
-
-
-def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def sales(region: str = "all") -> tuple[int, float]:

@@ -56,7 +56,7 @@ def test_trigger_form_from_the_notebook(airflow_db, output_base: Path) -> None:
     refused by Airflow before a task runs."""
     from airflow.exceptions import ParamValidationError
 
-    from tests.dag.test_results_and_fan_out import load_example
+    from tests.helpers import load_example
 
     dag = load_example("example_notebook_trigger_form").dag
     assert {name: p.schema.get("type") for name, p in dag.params.items()} == {

@@ -18,7 +18,7 @@ from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import code_cells, free_port, read_nb, run_dag, stop_group, stream_text
-from tests.reliability.conftest import wait_for
+from tests.processes import wait_for
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")

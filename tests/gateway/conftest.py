@@ -11,7 +11,7 @@ import pytest
 
 from tests.gateway.server import TOKEN, WORKER_KERNEL, Gateway, start_gateway
 from tests.helpers import kernel_processes
-from tests.reliability.conftest import wait_for
+from tests.processes import wait_for
 
 __all__ = ["TOKEN", "WORKER_KERNEL", "Gateway", "assert_nothing_left", "start_gateway"]
 

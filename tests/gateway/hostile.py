@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers import free_port, stop_group
-from tests.reliability.conftest import wait_for
+from tests.processes import wait_for
 
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VALID_ID = "6c4f5a6e-2b0e-4a53-9d39-0d3c1d7a9e10"

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from tests.helpers import free_port, stop_group
-from tests.reliability.conftest import processes_matching
+from tests.processes import processes_matching
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_BIN = Path(os.environ.get("ANP_GATEWAY_VENV", REPO / ".venv-gateway")) / "bin" / "jupyter-enterprisegateway"

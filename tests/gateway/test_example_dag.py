@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.dag.test_results_and_fan_out import load_example
 from tests.gateway.conftest import Gateway, assert_nothing_left
-from tests.helpers import code_cells, read_nb, run_dag, stream_text
+from tests.helpers import code_cells, load_example, read_nb, run_dag, stream_text
 
 
 def test_the_gateway_example_dag_runs_on_the_gateway(airflow_db, gateway: Gateway, monkeypatch) -> None:

@@ -14,7 +14,7 @@ import pytest
 from airflow_notebook_provider.engine import Execution, ExecutionSettings, NotebookExecutionError
 from airflow_notebook_provider.engine.kernels.gateway import GatewayKernels, GatewaySettings
 from tests.gateway.conftest import WORKER_KERNEL, Gateway, assert_nothing_left
-from tests.reliability.conftest import wait_for
+from tests.processes import wait_for
 
 
 def settings(gw: Gateway, **kw: object) -> ExecutionSettings:

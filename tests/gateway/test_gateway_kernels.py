@@ -19,7 +19,7 @@ from airflow.sdk import DAG
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.gateway.conftest import WORKER_KERNEL, Gateway, start_gateway
 from tests.helpers import code_cells, read_nb, run_dag, stream_text
-from tests.reliability.conftest import wait_for
+from tests.processes import wait_for
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 

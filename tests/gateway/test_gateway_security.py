@@ -21,7 +21,7 @@ from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.gateway.conftest import Gateway, assert_nothing_left
 from tests.gateway.hostile import start_hostile
 from tests.helpers import free_port, read_nb, run_dag
-from tests.reliability.conftest import wait_for
+from tests.processes import wait_for
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 PLAIN_HTTP = "is reached over plain HTTP"

@@ -15,7 +15,7 @@ from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import read_nb, run_dag
-from tests.reliability.conftest import processes_matching
+from tests.processes import processes_matching
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 BANNER_TAG = "papermill-error-cell-tag"

@@ -28,7 +28,7 @@ import pytest
 
 from tests.conftest import CORPUS
 from tests.helpers import free_port
-from tests.reliability.conftest import TAG_VAR, kill_group, leftover_temp_files, tagged_kernels, wait_for
+from tests.processes import TAG_VAR, kill_group, leftover_temp_files, tagged_kernels, wait_for
 
 pytestmark = [pytest.mark.load, pytest.mark.timeout(900)]
 

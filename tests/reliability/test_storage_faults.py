@@ -16,7 +16,7 @@ from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import MotoServer, free_port, run_dag, s3_client, start_moto
-from tests.reliability.conftest import wait_for
+from tests.processes import wait_for
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 

@@ -79,7 +79,7 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with its notebooks, and ``example_notebook_publish`` (a notebook task with an asset outlet, and the DAG scheduled
     on that asset), copied from example_dags/. Stopped by process group at the end.
     """
-    from tests.viewer.airflow_servers import start_airflow
+    from tests.airflow_servers import start_airflow
 
     home = tmp_path_factory.mktemp("airflow-home")
     dags = home / "dags"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tests.viewer.airflow_servers import Airflow
+from tests.airflow_servers import Airflow
 
 PRODUCER, CONSUMER = "example_notebook_publish", "example_notebook_publish_consumer"
 

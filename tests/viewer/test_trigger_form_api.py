@@ -9,8 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.viewer.airflow_servers import Airflow
-from tests.viewer.test_viewer_browser import trigger_and_wait
+from tests.airflow_servers import Airflow, trigger_and_wait
 
 DAG_ID = "example_notebook_trigger_form"
 

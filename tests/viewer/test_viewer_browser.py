@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.viewer.airflow_servers import Airflow
+from tests.airflow_servers import Airflow, trigger_and_wait
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -22,20 +22,6 @@ DAG_ID = "browser_notebooks"
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does)"
 )
-
-
-def trigger_and_wait(af: Airflow, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 180) -> tuple[str, str]:
-    """POST a DAG run through the public REST API and wait until it ends: (run id, final state)."""
-    body: dict[str, Any] = {"logical_date": None}
-    if conf is not None:
-        body["conf"] = conf
-    run_id = af.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
-
-    def finished() -> str | None:
-        state = af.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"]
-        return state if state in ("success", "failed") else None
-
-    return run_id, af.wait_for(f"run {run_id} of {dag_id} finishes", finished, timeout)
 
 
 @pytest.fixture(scope="module")

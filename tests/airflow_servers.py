@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tests.helpers import free_port
 
@@ -150,3 +151,17 @@ def start_airflow(home: Path, dags: Path) -> Airflow:
         af.stop()
         raise
     return af
+
+
+def trigger_and_wait(af: Airflow, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 180) -> tuple[str, str]:
+    """POST a DAG run through the public REST API and wait until it ends: (run id, final state)."""
+    body: dict[str, Any] = {"logical_date": None}
+    if conf is not None:
+        body["conf"] = conf
+    run_id = af.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
+
+    def finished() -> str | None:
+        state = af.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"]
+        return state if state in ("success", "failed") else None
+
+    return run_id, af.wait_for(f"run {run_id} of {dag_id} finishes", finished, timeout)
