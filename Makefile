@@ -1,6 +1,7 @@
 # Commands for a fresh machine (Python 3.10+ with venv):
 #   make demo   set up, then run the example DAG end to end (SQLite metadata DB, local output folder)
-#   make test   set up, then run ruff, mypy, the docs build (make docs) and the whole test suite
+#   make test   set up (JupyterLab side included), then run ruff, mypy, import-linter, the docs build, the
+#               JupyterLab extension's unit tests and the whole test suite
 #   make docs   set up, then build the documentation site into site/ (open site/index.html)
 #   make ui     set up, then the Airflow UI on the demo's home (127.0.0.1 only, prints URL and login)
 VENV ?= .venv
@@ -10,7 +11,7 @@ DEMO_HOME ?= $(CURDIR)/airflow-home
 DEMO_ENV := AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/example_dags AIRFLOW__CORE__LOAD_EXAMPLES=False
 UI_PORT ?= 8080
 
-.PHONY: setup gateway demo ui test lint docs bench bench-smoke clean setup-min test-min
+.PHONY: setup gateway jupyter demo ui test lint docs bench bench-smoke clean setup-min test-min
 
 setup: $(VENV)/.installed
 
@@ -57,6 +58,47 @@ $(GATEWAY_VENV)/.installed: constraints-gateway.txt
 	$(GATEWAY_VENV)/bin/python -m pip install -q jupyter_enterprise_gateway==3.3.0 ipykernel -c constraints-gateway.txt
 	touch $@
 
+# JupyterLab with this provider's server extension (airflow_notebook_provider/jupyter/, the [jupyter] extra), in a
+# virtualenv of its own as a JupyterLab image would be: never a worker's environment (docs/jupyterlab.md says why).
+# constraints-jupyter.txt pins what constraints.txt lacks (pip freeze of a working one). tests/jupyter start it.
+JUPYTER_VENV ?= .venv-jupyter
+jupyter: $(JUPYTER_VENV)/.installed labextension
+
+$(JUPYTER_VENV)/.installed: pyproject.toml constraints.txt constraints-jupyter.txt
+	test -x $(JUPYTER_VENV)/bin/python || python3 -m venv $(JUPYTER_VENV)
+	$(JUPYTER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(JUPYTER_VENV)/bin/python -m pip install -q -e ".[jupyter]" "apache-airflow==$(AIRFLOW_VERSION)" \
+		-c constraints.txt -c constraints-jupyter.txt
+	mkdir -p $(JUPYTER_VENV)/share/jupyter/labextensions $(JUPYTER_VENV)/etc/jupyter/jupyter_server_config.d
+	ln -sfn $(CURDIR)/$(LABEXT_OUT) $(JUPYTER_VENV)/share/jupyter/labextensions/airflow-notebook-provider
+	cp jupyter-config/airflow_notebook_provider.json $(JUPYTER_VENV)/etc/jupyter/jupyter_server_config.d/
+	touch $@
+
+# The JupyterLab extension (labextension/, TypeScript) built with @jupyterlab/builder into $(LABEXT_OUT), which the
+# wheel ships prebuilt (pyproject.toml: data-files): users need no Node. Needs Node 18+ and npm
+# (Debian's nodejs); `npm ci` installs package-lock.json's set. test-labextension: its jest unit tests. An editable
+# install gets no data files: the jupyter target links $(LABEXT_OUT) where JupyterLab finds prebuilt extensions and
+# enables the server extension, as installing the wheel does.
+LABEXT_OUT := airflow_notebook_provider/jupyter/labextension
+LABEXT_SRC := $(wildcard labextension/src/*.ts labextension/style/*) labextension/package.json labextension/install.json \
+	labextension/tsconfig.json
+.PHONY: labextension test-labextension wheel
+labextension: $(LABEXT_OUT)/package.json
+
+labextension/node_modules/.installed: labextension/package-lock.json
+	cd labextension && npm ci --no-audit --no-fund
+	touch $@
+
+$(LABEXT_OUT)/package.json: labextension/node_modules/.installed $(LABEXT_SRC)
+	cd labextension && npm run build
+
+test-labextension: labextension/node_modules/.installed
+	cd labextension && npm test
+
+# A wheel with the prebuilt frontend in dist/: `pip install "dist/<wheel>[jupyter]"` gives JupyterLab both extensions.
+wheel: labextension setup
+	$(PY) -m pip wheel -q --no-deps -w dist .
+
 demo: setup
 	$(DEMO_ENV) $(VENV)/bin/airflow db migrate > /dev/null
 	$(DEMO_ENV) $(VENV)/bin/airflow dags test example_notebook_daily_report
@@ -84,8 +126,9 @@ docs: setup
 
 # The whole suite on $(AIRFLOW_VERSION), then the core of it on $(AIRFLOW_MIN_VERSION) (test-min), which runs even when
 # the first part failed; either failing fails `make test`. The docs are built first (make docs).
-test: setup gateway lint docs setup-min
-	status=0; $(PY) -m pytest || status=$$?; $(MIN_VENV)/bin/python -m pytest $(MIN_TESTS) || status=1; exit $$status
+test: setup gateway jupyter lint docs setup-min
+	status=0; $(MAKE) test-labextension || status=1; $(PY) -m pytest || status=$$?; \
+		$(MIN_VENV)/bin/python -m pytest $(MIN_TESTS) || status=1; exit $$status
 
 clean:
 	rm -rf $(DEMO_HOME) .pytest_cache site
