@@ -99,6 +99,12 @@ OPTIONS: tuple[Option, ...] = (
         "67108864", unit="bytes",
     ),
     Option(
+        "cell_resources", "string", "on",
+        "Each code cell's peak memory and CPU seconds, sampled from /proc while it runs (its duration is always "
+        "recorded): `on`, or `off` to record durations only.",
+        "off",
+    ),
+    Option(
         "viewer_base_url", "string", "",
         "Base URL of the Airflow UI for 'Output notebook' links; empty means [api] base_url.",
         "https://airflow.example.com",
@@ -198,6 +204,21 @@ def get_int(name: str) -> int:
     if not isinstance(value, int):
         raise TypeError(f"[{SECTION}] {name} is declared as {option(name).type}, not integer")
     return value
+
+
+_SWITCH = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+
+
+def get_switch(name: str) -> bool:
+    """A string option that says ``on`` or ``off`` (or true/false, yes/no, 1/0); anything else names the fix."""
+    o = option(name)
+    text = get_str(name).strip().lower()
+    if text not in _SWITCH:
+        raise NotebookConfigError(
+            f'[{SECTION}] {name} = "{text}" is neither on nor off; set it to on or off (in airflow.cfg or '
+            f"{o.env_var}), or remove it for the default, {o.default_text}."
+        )
+    return _SWITCH[text]
 
 
 def get_list(name: str) -> tuple[str, ...]:

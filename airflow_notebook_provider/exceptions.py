@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 
 
 class NotebookTaskError(AirflowException):
@@ -12,13 +12,29 @@ class NotebookTaskError(AirflowException):
 class NotebookTaskFailed(NotebookTaskError):
     """A cell raised, timed out or lost its kernel; the output notebook holds the evidence.
 
-    ``output`` is the output location and ``url`` the viewer link, also named in the message.
+    ``output`` is the output location and ``url`` the viewer link, also named in the message; ``kind`` the failure
+    kind (``error``, ``timeout``, ``dead_kernel``, ``out_of_memory``, ``startup``, ``storage``, ``stopped``).
     """
 
-    def __init__(self, message: str, *, output: str | None = None, url: str | None = None) -> None:
+    def __init__(self, message: str, *, output: str | None = None, url: str | None = None,
+                 kind: str | None = None) -> None:
         super().__init__(message)
         self.output = output
         self.url = url
+        self.kind = kind
+
+
+class NotebookTaskNotRetried(NotebookTaskFailed, AirflowFailException):
+    """A failure that fails the task without further retries: its kind is not in the operator's ``retry_on``, or
+    the notebook called ``results.fail(reason, retry=False)``."""
+
+
+class NotebookTaskSkipped(AirflowSkipException):
+    """The notebook called ``results.skip(reason)``: the task is skipped; ``output`` is its output notebook."""
+
+    def __init__(self, message: str, *, output: str | None = None) -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class NotebookTaskInputError(NotebookTaskError):

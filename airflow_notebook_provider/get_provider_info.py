@@ -83,6 +83,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_notebook_provider.links.notebook.NotebookOutputLink"],
+        "notifications": ["airflow_notebook_provider.notifications.notebook.NotebookNotifier"],
         "task-decorators": [
             {"name": "notebook", "class-name": "airflow_notebook_provider.decorators.notebook.notebook_task"}
         ],

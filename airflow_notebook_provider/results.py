@@ -1,4 +1,5 @@
-"""Values a notebook hands to downstream tasks: ``record`` in the notebook, ``read_records`` after the run.
+"""Values a notebook hands to downstream tasks: ``record`` in the notebook, ``read_results`` after the run; and the
+task's outcome when the notebook decides it: ``skip`` and ``fail``.
 
 Records use scrapbook's display format (``application/scrapbook.scrap.json+json``), so a notebook records without
 Airflow (or even this package: ``scrapbook.glue`` writes the same output), scrapbook reads our records, and values
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 SCRAP_PREFIX = "application/scrapbook.scrap."
 JSON_MIMETYPE = SCRAP_PREFIX + "json+json"
@@ -27,18 +28,20 @@ FILES_XCOM_KEY = "files"
 RESERVED_NAMES = frozenset({"return_value", OUTPUT_XCOM_KEY, RECORD_XCOM_KEY, RESULTS_XCOM_KEY, REPORTS_XCOM_KEY,
                             FILES_XCOM_KEY})
 LINEAGE_MIMETYPE = "application/vnd.airflow-notebook.lineage+json"
+OUTCOME_MIMETYPE = "application/vnd.airflow-notebook.outcome+json"
+"""What ``skip`` and ``fail`` display before they stop the run: ``{"outcome": "skip" | "fail", "reason", "retry"}``."""
 _JSON_ENCODERS = {"json", "text"}
 
 
-class RecordError(ValueError):
+class ResultError(ValueError):
     """A record cannot be passed downstream: bad name, or a value that is not JSON."""
 
 
 def check_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise RecordError(f"A record name must be a non-empty string, got {name!r}.")
+        raise ResultError(f"A record name must be a non-empty string, got {name!r}.")
     if name in RESERVED_NAMES or name.startswith("_link_"):
-        raise RecordError(
+        raise ResultError(
             f"Record name {name!r} is an XCom key the notebook operator uses itself "
             f"({', '.join(sorted(RESERVED_NAMES))}, _link_*); choose another name."
         )
@@ -46,14 +49,14 @@ def check_name(name: object) -> str:
 
 
 def check_value(name: str, value: Any) -> Any:
-    """The value if it is strict JSON (no NaN or infinity, string keys), else a ``RecordError`` naming it."""
+    """The value if it is strict JSON (no NaN or infinity, string keys), else a ``ResultError`` naming it."""
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         hint = "convert it first, e.g. int(x), float(x), str(x), x.tolist() or df.to_dict('records')"
         if isinstance(value, float) and not math.isfinite(value):
             hint = "NaN and infinity are not JSON; record None or a string instead"
-        raise RecordError(
+        raise ResultError(
             f"Record {name!r} holds a {type(value).__module__}.{type(value).__qualname__} that is not JSON ({exc}); "
             f"XCom needs JSON: {hint}."
         ) from None
@@ -90,7 +93,7 @@ def _dataset(value: Any) -> str | dict[str, str]:
         return value
     if isinstance(value, Mapping) and isinstance(value.get("namespace"), str) and isinstance(value.get("name"), str):
         return {"namespace": value["namespace"], "name": value["name"]}
-    raise RecordError(f"A lineage dataset is a URI string or a dict with 'namespace' and 'name', got {value!r}.")
+    raise ResultError(f"A lineage dataset is a URI string or a dict with 'namespace' and 'name', got {value!r}.")
 
 
 def read_lineage(nb: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
@@ -109,10 +112,10 @@ def read_lineage(nb: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
     return inputs, outputs
 
 
-def read_records(nb: Mapping[str, Any]) -> dict[str, Any]:
+def read_results(nb: Mapping[str, Any]) -> dict[str, Any]:
     """Every value recorded in an executed notebook (ours and scrapbook's), the last one of a name winning.
 
-    Raises ``RecordError`` naming the record that cannot become XCom (a non-JSON scrapbook encoder such as
+    Raises ``ResultError`` naming the record that cannot become XCom (a non-JSON scrapbook encoder such as
     ``pandas`` or ``arrow``, NaN, or a reserved name).
     """
     records: dict[str, Any] = {}
@@ -124,9 +127,55 @@ def read_records(nb: Mapping[str, Any]) -> dict[str, Any]:
                 name = check_name(payload.get("name"))
                 encoder = payload.get("encoder") or mime[len(SCRAP_PREFIX):].split("+", 1)[0]
                 if encoder not in _JSON_ENCODERS:
-                    raise RecordError(
+                    raise ResultError(
                         f"Record {name!r} was glued with scrapbook's {encoder!r} encoder, which XCom cannot hold; "
                         "record a JSON value instead (e.g. df.to_dict('records'))."
                     )
                 records[name] = check_value(name, payload.get("data"))
     return records
+
+
+class NotebookOutcome(BaseException):
+    """Stops the notebook where ``skip`` or ``fail`` is called. A ``BaseException``, as ``SystemExit``: an
+    ``except Exception`` in the notebook does not swallow it."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: one line, the reason."""
+        return [f"{type(self).__name__}: {self}"]
+
+
+class NotebookSkip(NotebookOutcome):
+    """Raised by ``skip``."""
+
+
+class NotebookFail(NotebookOutcome):
+    """Raised by ``fail``."""
+
+
+def skip(reason: str) -> NoReturn:
+    """End the run here and mark the task **skipped** (downstream tasks follow their trigger rules).
+
+    ``results.skip("no files for 2026-12-06")``: later cells are not run; the output notebook is saved with a banner
+    giving ``reason``. Outside a task (JupyterLab) it just stops the cell.
+    """
+    _stop(NotebookSkip, "skip", reason, retry=False)
+
+
+def fail(reason: str, *, retry: bool = False) -> NoReturn:
+    """End the run here and fail the task: without further retries by default, as a retryable failure with
+    ``retry=True``. The banner of the output notebook and the task log give ``reason``."""
+    _stop(NotebookFail, "fail", reason, retry=bool(retry))
+
+
+def _stop(kind: type[NotebookOutcome], outcome: str, reason: str, *, retry: bool) -> NoReturn:
+    if not isinstance(reason, str) or not reason.strip():
+        raise ResultError(f"results.{outcome}() needs a reason (a non-empty string), got {reason!r}.")
+    try:
+        from IPython.display import display
+    except ImportError:  # not in a kernel: the exception alone says it
+        pass
+    else:
+        verb = "skipped" if outcome == "skip" else "failed" + ("" if retry else " (not retried)")
+        display({OUTCOME_MIMETYPE: {"outcome": outcome, "reason": reason, "retry": retry},
+                 "text/plain": f"The notebook {verb} the task: {reason}"}, raw=True)
+    raise kind(reason)

@@ -41,14 +41,20 @@ def floor(notebook: Path, output: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0}
 
 
+CELL_RESOURCES_SWITCH = "BENCH_CELL_RESOURCES"
+"""``off`` in a worker's environment: its engine runs record durations only (``bench.sampling`` compares)."""
+
+
 def engine(notebook: Path, output: Path) -> dict[str, Any]:
-    from airflow_notebook_provider.engine import execute_notebook
-    from airflow_notebook_provider.engine.storage import read_bytes, write_bytes
+    from airflow_notebook_provider.engine import ExecutionSettings, execute_notebook
+    from airflow_notebook_provider.engine.storage import Storage
 
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
-    result = execute_notebook(read_bytes(str(notebook)), input_path=str(notebook), output_path=str(output),
-                              save=lambda b: write_bytes(str(output), b), parameters=PARAMETERS,
+    store = Storage()
+    result = execute_notebook(store.read(str(notebook)), input_path=str(notebook), output_path=str(output),
+                              save=lambda b: store.write(str(output), b), parameters=PARAMETERS,
+                              settings=ExecutionSettings(cell_resources=os.environ.get(CELL_RESOURCES_SWITCH) != "off"),
                               log=logging.getLogger("bench"))
     return {"seconds": time.perf_counter() - t0, "writes_reported": result.writes}
 

@@ -30,6 +30,8 @@ class Airflow:
     password: str
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
+    """Every configured user's password: ``analyst``'s and those of the ``users`` given to ``start_airflow``."""
 
     @property
     def base(self) -> str:
@@ -110,12 +112,17 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-def start_airflow(home: Path, dags: Path) -> Airflow:
-    """Configure a fresh AIRFLOW_HOME, migrate its SQLite DB, and start the three servers."""
+def start_airflow(home: Path, dags: Path, extra_env: dict[str, str] | None = None,
+                  users: dict[str, str] | None = None) -> Airflow:
+    """Configure a fresh AIRFLOW_HOME, migrate its SQLite DB, and start the three servers; ``extra_env`` adds or
+    overrides settings (e.g. ``AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST``); ``users`` (name -> role) are
+    more users beside ``analyst`` (role ``user``), their passwords in ``Airflow.passwords``."""
     port = free_port()
-    password = secrets.token_urlsafe(12)
+    roles = {"analyst": "user", **(users or {})}
+    all_passwords = {name: secrets.token_urlsafe(12) for name in roles}
+    password = all_passwords["analyst"]
     passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({"analyst": password}))
+    passwords.write_text(json.dumps(all_passwords))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
     env.update({
         "AIRFLOW_HOME": str(home),
@@ -124,7 +131,7 @@ def start_airflow(home: Path, dags: Path) -> Airflow:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "analyst:user",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{name}:{role}" for name, role in roles.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
@@ -136,7 +143,8 @@ def start_airflow(home: Path, dags: Path) -> Airflow:
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__NOTEBOOK__CHECKPOINT_INTERVAL": "1",
     })
-    af = Airflow(home=home, port=port, username="analyst", password=password, env=env)
+    env.update(extra_env or {})
+    af = Airflow(home=home, port=port, username="analyst", password=password, env=env, passwords=all_passwords)
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, cwd=home, capture_output=True, timeout=240,
                              start_new_session=True)
     if migrate.returncode != 0:

@@ -274,3 +274,13 @@ def load_example(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+AIRFLOW_NOTEBOOK = str(Path(sys.executable).with_name("airflow-notebook"))
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+        timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """The installed ``airflow-notebook`` command in a subprocess, as a user runs it (stdin not a terminal)."""
+    return subprocess.run([AIRFLOW_NOTEBOOK, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)

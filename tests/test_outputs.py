@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_notebook_provider.task.outputs import (
-    AttemptRecord,
+    LocationRecord,
     TaskInstanceId,
     attempt_variant,
     default_output,
@@ -25,13 +25,13 @@ def test_attempt_variant() -> None:
 
 
 def test_a_record_is_data_from_a_task_and_parsed_strictly() -> None:
-    assert AttemptRecord.parse({"location": "/o/x.ipynb", "conn_id": None, "try_number": 2}) == AttemptRecord(
+    assert LocationRecord.parse({"location": "/o/x.ipynb", "conn_id": None, "try_number": 2}) == LocationRecord(
         "/o/x.ipynb", None, 2)
     for junk in (None, "x", {"location": ""}, {"location": 3}, ["/o/x.ipynb"]):
-        assert AttemptRecord.parse(junk) is None
+        assert LocationRecord.parse(junk) is None
     # A field of another type makes it no record (not a record with that field dropped); so does a serializer's
     # class marker: the api-server reads records as plain JSON.
     for junk in ({"location": "/o/x", "conn_id": 5, "try_number": 2}, {"location": "/o/x", "try_number": "2"},
                  {"location": "/o/x", "try_number": True}, {"location": "/o/x", "__classname__": "builtins.dict"}):
-        assert AttemptRecord.parse(junk) is None, junk
-    assert AttemptRecord.parse({"location": "/o/x"}) == AttemptRecord("/o/x", None, None)
+        assert LocationRecord.parse(junk) is None, junk
+    assert LocationRecord.parse({"location": "/o/x"}) == LocationRecord("/o/x", None, None)

@@ -189,4 +189,4 @@ def test_output_in_a_folder_that_cannot_be_written(airflow_db, make_notebook, tm
     res = run_dag(dag_with("t_unwritable", notebook=str(nb), output_notebook=target))
     assert res["nb"].state == "failed"
     text = "".join(capfd.readouterr())
-    assert "Cannot write the output notebook" in text and target in text
+    assert f"Cannot write {target}" in text and "Make the folder writable" in text

@@ -29,7 +29,7 @@ from airflow_notebook_provider.cli.clean import cmd_clean
 from airflow_notebook_provider.cli.debug import cmd_inspect, cmd_pull
 from airflow_notebook_provider.cli.diff import cmd_diff
 from airflow_notebook_provider.cli.params import cmd_params
-from airflow_notebook_provider.cli.run import PROG, cmd_rerun, cmd_run
+from airflow_notebook_provider.cli.run import EXIT_CODES, PROG, cmd_rerun, cmd_run
 from airflow_notebook_provider.cli.storage import CliError
 from airflow_notebook_provider.cli.untrusted import echo
 from airflow_notebook_provider.engine import SECRET_ENV_PREFIX, NotebookError
@@ -53,9 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--python", metavar="PATH", help="interpreter of the notebook's own environment (with ipykernel)")
         p.add_argument("--cell-timeout", type=float, metavar="S", help="seconds one cell may run (default: no limit)")
         p.add_argument("--log-output", action="store_true", help="print the cells' output and progress as a task log does")
+        p.add_argument("--report", action="append", choices=("html", "markdown", "pdf"), metavar="FORMAT",
+                       help="render a report beside the output, as report_formats does: html, markdown or pdf "
+                            "(repeat for several)")
+        p.add_argument("--report-mode", action="store_true", help="hide cell sources in the output and the reports")
+        p.add_argument("--collect", action="append", metavar="GLOB",
+                       help="copy files the notebook wrote (a glob relative to its working folder, e.g. 'out/*.csv') "
+                            "beside the output, as collect_files does (repeat for several)")
         add_conn(p)
 
-    p = sub.add_parser("run", help="run a notebook locally exactly as a task would")
+    p = sub.add_parser("run", help="run a notebook locally exactly as a task would", epilog=EXIT_CODES)
     p.add_argument("notebook", help="input notebook: path or URL")
     p.add_argument("-o", "--output", help="output notebook (default: NAME.out.ipynb beside the input)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
@@ -70,10 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("location", help="output notebook path, object-storage URL, or the UI's viewer link")
     p.add_argument("-o", "--output-dir", metavar="DIR", help="folder for the copies (default: beside a local "
                                                              "notebook, else the current folder)")
+    p.add_argument("--format", default="ipynb", metavar="FMT",
+                   help="write the debug copy as a text notebook in this jupytext format (py:percent, py:light, md, "
+                        "md:myst, R, ...; 'input': the text format the task's input notebook had); default: ipynb")
     add_conn(p)
     p.set_defaults(func=cmd_pull)
 
-    p = sub.add_parser("rerun", help="run the original notebook again with an output notebook's parameters")
+    p = sub.add_parser("rerun", help="run the original notebook again with an output notebook's parameters",
+                       epilog=EXIT_CODES)
     p.add_argument("output_notebook", help="an output notebook written by a task or by `run`")
     p.add_argument("-o", "--output", help="new output notebook (default: NAME.rerun.ipynb beside it)")
     p.add_argument("--notebook", help="run this notebook instead of the recorded input (e.g. your fixed copy); "

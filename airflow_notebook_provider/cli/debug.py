@@ -4,7 +4,6 @@ copy, and print what it says about its run (``notebook.record.read_run``, the re
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import re
 from collections.abc import Mapping
@@ -13,13 +12,16 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from airflow_notebook_provider.cli import storage
+from airflow_notebook_provider.cli.origin import pull_lines
 from airflow_notebook_provider.cli.run import PROG
 from airflow_notebook_provider.cli.storage import CliError
 from airflow_notebook_provider.cli.untrusted import echo, file_name
 from airflow_notebook_provider.engine import SECRET_ENV_PREFIX, dumps, load
 from airflow_notebook_provider.engine.storage import is_url, local_path, safe_piece, same_location, write_atomic
-from airflow_notebook_provider.notebook.record import PROVENANCE_KEY, is_banner, read_run
-from airflow_notebook_provider.results import RecordError, read_records
+from airflow_notebook_provider.notebook import textformats
+from airflow_notebook_provider.notebook.debug import debug_copy
+from airflow_notebook_provider.notebook.record import read_run
+from airflow_notebook_provider.results import ResultError, read_results
 
 _LINK_PATH = re.compile(r"/notebook/dags/(?P<dag_id>[^/]+)/[^/]+/?$")
 
@@ -49,7 +51,7 @@ def _viewer_link(location: str) -> tuple[Any, int | None] | None:
 def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
     """(the notebook's location, its bytes) for a path, a URL or a viewer link.
 
-    A viewer link is resolved as the viewer resolves it (``lookup.load``: XCom, else the attempt's record file,
+    A viewer link is resolved as the viewer resolves it (``lookup.read_output``: XCom, else the attempt's record file,
     and the notebook must name that attempt), through the Airflow metadata DB this machine is configured for.
     """
     link = _viewer_link(location)
@@ -61,10 +63,10 @@ def fetch(location: str, conn_id: str | None) -> tuple[str, bytes]:
     fallback = "or pass the output location the task log prints ('Output notebook: …') instead of the link"
     try:
         with storage.airflow_imported():
-            from airflow_notebook_provider.viewer.lookup import OutputNotFound, load
+            from airflow_notebook_provider.viewer.lookup import OutputNotFound, read_output
 
             try:
-                _, loaded = load(ti, try_number)
+                _, loaded = read_output(ti, try_number)
             except OutputNotFound as exc:
                 note = _removed_by_retention(ti, try_number)
                 if note is not None:
@@ -98,14 +100,6 @@ def _removed_by_retention(ti: Any, try_number: int | None) -> dict[str, Any] | N
         return removal_note(json.loads(hook.read(record_location(ti, number))))
     except Exception:  # noqa: BLE001 - no record or no store: the usual "no output notebook" message stands
         return None
-
-
-def debug_copy(nb: Any, source: str) -> Any:
-    """The notebook with outputs and injected parameters kept, the error banner removed, ready to run all cells."""
-    out = copy.deepcopy(nb)
-    out.cells = [c for c in out.cells if not is_banner(c)]
-    out.metadata.setdefault(PROVENANCE_KEY, {})["debug_copy_of"] = source
-    return out
 
 
 def _local_name(nb: Any, location: str) -> str:
@@ -151,7 +145,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
         write_atomic(local, data)
     stem = local.name[: -len(".ipynb")] if local.name.endswith(".ipynb") else local.name
     debug_path = local.with_name(stem + ".debug.ipynb")
-    write_atomic(debug_path, dumps(debug_copy(nb, location)))
+    if (fmt := getattr(args, "format", "ipynb") or "ipynb") != "ipynb":  # a text copy (jupytext), to edit and diff
+        text, ext = textformats.writes(debug_copy(nb, location), fmt)
+        write_atomic(debug_path := local.with_name(stem + ".debug" + ext), text.encode())
+    else:
+        write_atomic(debug_path, dumps(debug_copy(nb, location)))
     run = read_run(nb)
     lines = [f"Output notebook: {local}", f"Debug copy:      {debug_path}"]
     if run.failed_cell:
@@ -160,6 +158,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     else:
         lines.append(f"Status: {run.status}")
     lines += _secret_hints(run.secret_parameters)
+    lines += pull_lines(nb, Path.cwd())  # the bundle version that ran; a warning if ./<its path> differs
     if run.input_path and isinstance(run.input_path, str) and not is_url(run.input_path):
         lines.append(f"The task ran in {Path(run.input_path).parent} (relative paths in the notebook start there).")
     lines.append(f"Open the debug copy in Jupyter and run all cells (`jupyter lab {debug_path}`); when fixed, check with "
@@ -198,8 +197,8 @@ def run_record(nb: Any, location: str) -> dict[str, Any]:
     run = read_run(nb)
     af = nb.metadata.get("airflow") or {}
     try:
-        records: dict[str, Any] | str = read_records(nb)
-    except RecordError as exc:
+        records: dict[str, Any] | str = read_results(nb)
+    except ResultError as exc:
         records = f"unreadable: {exc}"
     err = run.failed_cell
     return {

@@ -54,6 +54,8 @@ def format_comparison(c: Comparison) -> str:
         lines += [f"  {p.name:<{width}}  {_value(p.a, p.in_a)} → {_value(p.b, p.in_b)}" for p in c.parameters]
     else:
         lines.append("Parameters: same")
+    if c.version_note:
+        lines.append(c.version_note)
     sha_a, sha_b = (c.input_sha256_a or "?")[:12], (c.input_sha256_b or "?")[:12]
     if c.input_changed:
         changed = c.changed_sources

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_notebook_provider.cli import storage
+from airflow_notebook_provider.cli.origin import rerun_lines
 from airflow_notebook_provider.cli.progress import KernelStderr, Progress
 from airflow_notebook_provider.cli.storage import CliError
 from airflow_notebook_provider.cli.untrusted import (
@@ -34,6 +35,10 @@ from airflow_notebook_provider.engine import (
 from airflow_notebook_provider.engine.storage import is_url, local_path
 
 PROG = "airflow-notebook"
+EXIT_SKIPPED, EXIT_NOT_RETRIED = 3, 4
+EXIT_CODES = ("exit status: 0 the notebook ran (or ended early with sys.exit(0)); 1 it failed (a cell raised, timed "
+              "out, lost its kernel...); 2 bad input or arguments; 3 the notebook skipped itself (results.skip); 4 it "
+              "failed itself without retry (results.fail(..., retry=False))")
 
 
 def execute(
@@ -46,7 +51,7 @@ def execute(
     provenance: Mapping[str, Any],
     data: bytes | None = None,
 ) -> int:
-    """Run ``notebook`` into ``output`` as ``NotebookOperator`` does; 0 on success, 1 on failure.
+    """Run ``notebook`` into ``output`` as ``NotebookOperator`` does; the exit status (``EXIT_CODES``).
 
     ``secrets`` maps each secret parameter to its value (``untrusted.read_secrets``); ``data`` is the notebook when
     the caller has read it already (``rerun`` shows it before asking).
@@ -55,7 +60,10 @@ def execute(
         raise CliError(f"--cell-timeout must be a positive number of seconds, got {args.cell_timeout:g}.")
     notebook, output = storage.absolute(notebook), storage.absolute(output)
     settings = ExecutionSettings(kernel_name=args.kernel, language=args.language, kernels=kernel_provider(args.python),
-                                 cell_timeout=args.cell_timeout, log_output=args.log_output)
+                                 cell_timeout=args.cell_timeout, log_output=args.log_output,
+                                 report_mode=args.report_mode, report_formats=args.report or (),
+                                 collect_files=args.collect or ())
+    published: list[str] = []
     try:
         with KernelStderr() as kernel_stderr:  # the kernel, started early below, inherits the redirected stderr
             progress = Progress(kernel_stderr.terminal, verbose=args.log_output)
@@ -65,20 +73,36 @@ def execute(
                 if data is None:
                     data = storage.read(notebook, args.conn_id)
                 with progress:
-                    execution.run(data, output, save=lambda b: storage.write(output, b, args.conn_id),
-                                  provenance=provenance)
+                    try:
+                        result = execution.run(data, output, save=lambda b: storage.write(output, b, args.conn_id),
+                                      save_file=lambda location, b: storage.write(location, b, args.conn_id),
+                                      provenance=provenance)
+                    finally:
+                        if execution.publisher is not None:
+                            published += [*execution.publisher.reports.values(), *execution.publisher.files]
     except OutputIsInputError as exc:
         raise CliError(f"{exc} Choose another -o.") from None
     except NotebookExecutionError as exc:
         if exc.kind in ("dead_kernel", "startup") and kernel_stderr.text.strip():
             echo(f"The kernel's stderr:\n{kernel_stderr.text.rstrip()}", err=True)
         echo(exc, err=True)
+        _echo_published(published, err=True)
         echo(f"Debug it: {PROG} pull {output}", err=True)
-        return 1
+        return EXIT_NOT_RETRIED if exc.failure.retry is False else 1
     if args.log_output and kernel_stderr.text.strip():
         echo(f"The kernel's stderr:\n{kernel_stderr.text.rstrip()}", err=True)
     echo(output)
+    _echo_published(published, err=False)
+    if (skipped := result.skipped) is not None:
+        echo(f"The notebook skipped the run at cell {skipped.code_cell_number}: {skipped.reason}", err=True)
+        return EXIT_SKIPPED
     return 0
+
+
+def _echo_published(locations: list[str], *, err: bool) -> None:
+    """The reports and collected files, one per line after the output notebook (stderr when the run failed)."""
+    for location in locations:
+        echo(location, err=err)
 
 
 def _yaml_value(text: str) -> Any:
@@ -127,7 +151,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     secrets = read_secrets(recorded_secret_names(recorded.secret_parameters, source))
     output = args.output or storage.sibling(source, ".rerun")
     data = storage.read(notebook, args.conn_id)
-    confirm(_plan(args, nb, recorded, notebook, data, output), yes=args.yes)
+    confirm(_plan(args, nb, recorded, notebook, data, output) + rerun_lines(nb, notebook, data), yes=args.yes)
     rerun_of = {"location": source, "airflow": dict(nb.metadata.get("airflow") or {}) or None}
     return execute(notebook, output, recorded.parameters, secrets=secrets, args=args, data=data,
                    provenance={"command": "rerun", "rerun_of": rerun_of})

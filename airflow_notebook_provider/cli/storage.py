@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from airflow_notebook_provider.engine import NotebookError, storage
+from airflow_notebook_provider.engine.storage import Storage
+from airflow_notebook_provider.notebook import textformats
 
 
 class CliError(Exception):
@@ -27,18 +29,19 @@ def airflow_imported() -> Iterator[None]:
         yield
 
 
-def read(location: str, conn_id: str | None) -> bytes:
-    if conn_id and storage.is_url(location):
-        with airflow_imported():
-            from airflow_notebook_provider.hooks.notebook import NotebookHook
+def _storage(conn_id: str | None) -> Storage:
+    """The hook's storage for a URL with a connection (Airflow imported then), else plain fsspec."""
+    if not conn_id:
+        return Storage(hint="Object storage needs credentials: pass --conn-id with an Airflow connection.")
+    with airflow_imported():
+        from airflow_notebook_provider.hooks.notebook import NotebookHook
 
-            return NotebookHook(conn_id=conn_id).read(location)
+        return NotebookHook(conn_id=conn_id).storage
+
+
+def read(location: str, conn_id: str | None) -> bytes:
     try:
-        return storage.read_bytes(location)
-    except FileNotFoundError:
-        raise CliError(f"{location} does not exist.") from None
-    except IsADirectoryError:
-        raise CliError(f"{location} is a folder; give the .ipynb file.") from None
+        return _storage(conn_id if storage.is_url(location) else None).read(location)
     except NotebookError:
         raise
     except Exception as exc:  # noqa: BLE001 - fsspec raises many kinds; say which location and how to fix
@@ -47,13 +50,7 @@ def read(location: str, conn_id: str | None) -> bytes:
 
 
 def write(location: str, data: bytes, conn_id: str | None) -> None:
-    if conn_id and storage.is_url(location):
-        with airflow_imported():
-            from airflow_notebook_provider.hooks.notebook import NotebookHook
-
-            NotebookHook(conn_id=conn_id).write(location, data)
-        return
-    storage.write_bytes(location, data)
+    _storage(conn_id if storage.is_url(location) else None).write(location, data)
 
 
 def absolute(location: str) -> str:
@@ -62,9 +59,11 @@ def absolute(location: str) -> str:
 
 
 def sibling(location: str, suffix: str) -> str:
-    """``x/report.ipynb`` -> ``x/report<suffix>.ipynb`` for a local location; in the current folder for a URL."""
+    """``x/report.ipynb`` -> ``x/report<suffix>.ipynb`` for a local location; in the current folder for a URL. A text
+    notebook's output is an ``.ipynb`` too: ``x/report.py`` -> ``x/report<suffix>.ipynb``."""
     name = location.rstrip("/").rsplit("/", 1)[-1]
-    stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
+    ext = ".ipynb" if name.endswith(".ipynb") else textformats.extension(name) if textformats.is_text_notebook(name) else ""
+    stem = name[: -len(ext)] if ext else name
     if storage.is_url(location):
         return str(Path.cwd() / f"{stem}{suffix}.ipynb")
     return str(storage.local_path(location).with_name(f"{stem}{suffix}.ipynb"))

@@ -27,9 +27,11 @@ from airflow_notebook_provider import __version__
 from airflow_notebook_provider.engine import storage
 from airflow_notebook_provider.engine.kernels.kernel import DEFAULT_KERNEL, EarlyKernel
 from airflow_notebook_provider.engine.log import Log
+from airflow_notebook_provider.engine.publish import Publisher, check_formats, check_patterns
 from airflow_notebook_provider.engine.runner import NotebookRun
 from airflow_notebook_provider.engine.settings import ExecutionSettings, RunHooks, RunResult
-from airflow_notebook_provider.notebook.errors import OutputIsInputError, ParameterError
+from airflow_notebook_provider.notebook import textformats
+from airflow_notebook_provider.notebook.errors import NotebookConfigError, OutputIsInputError, ParameterError
 from airflow_notebook_provider.notebook.load import load, sha256
 from airflow_notebook_provider.notebook.parameters import prepare, validate_name
 from airflow_notebook_provider.notebook.record import PROVENANCE_KEY, SECRET_PARAMETERS_KEY
@@ -67,6 +69,8 @@ class Execution:
         self.input_path = input_path
         self.parameters = prepare(parameters)
         self.settings = dataclasses.replace(settings) if settings else ExecutionSettings()  # filled in below
+        self.settings.report_formats = check_formats(self.settings.report_formats)
+        self.settings.collect_files = check_patterns(self.settings.collect_files)
         self.log: Log = log or logging.getLogger(__name__)
         self.hooks = hooks or RunHooks()
         self._early_kernel = early_kernel
@@ -77,6 +81,8 @@ class Execution:
         self._early: EarlyKernel | None = None
         self._run: NotebookRun | None = None
         self._stop_reason: str | None = None
+        self.publisher: Publisher | None = None
+        """The run's reports and collected files (``reports``, ``files``), once ``run`` has started."""
 
     def __enter__(self) -> Execution:
         s = self.settings
@@ -87,7 +93,8 @@ class Execution:
                 s.cwd = str(storage.local_path(self.input_path).parent)
         # A remote kernel is started early only when its name is known: guessing may cost a gateway a whole pod.
         if self._early_kernel and (s.kernel_name or s.kernels.local_files):
-            self._early = EarlyKernel(s.kernels, s.kernel_name or DEFAULT_KERNEL, env=s.env, cwd=s.cwd, log=self.log)
+            guess = s.kernel_name or textformats.default_kernel(self.input_path) or DEFAULT_KERNEL  # .R: ir
+            self._early = EarlyKernel(s.kernels, guess, env=s.env, cwd=s.cwd, log=self.log)
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
@@ -103,25 +110,49 @@ class Execution:
         output_path: str,
         *,
         save: Callable[[bytes], None],
+        save_file: Callable[[str, bytes], None] | None = None,
         metadata: Mapping[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Run the notebook ``data`` into ``output_path`` (written through ``save``); see ``NotebookRun.run``.
 
-        ``metadata`` goes into the notebook's metadata as it is (the operator's ``airflow`` identity);
-        ``provenance`` is merged into ``metadata.airflow_notebook`` (a command name, extra ``versions``).
+        ``save_file(location, data)`` writes the reports and collected files the settings ask for, beside the
+        output, when the run ends (before the notebook's last write, which lists them). ``metadata`` goes into the
+        notebook's metadata as it is (the operator's ``airflow`` identity); ``provenance`` is merged into
+        ``metadata.airflow_notebook`` (a command name, extra ``versions``).
         """
         self.check_output(output_path)
         nb = load(data, self.input_path)
         run = NotebookRun(
             nb, input_path=self.input_path, output_path=output_path, save=save, parameters=self.parameters,
-            settings=self.settings, log=self.log, hooks=self.hooks,
+            settings=self.settings, log=self.log, hooks=self._publishing(output_path, save_file),
             metadata={**(metadata or {}), PROVENANCE_KEY: self._provenance(data, provenance or {})},
         )
         self._run = run
         if self._stop_reason:
             run.stop(self._stop_reason)
         return run.run(early=self._early)
+
+    def _publishing(self, output_path: str, save_file: Callable[[str, bytes], None] | None) -> RunHooks:
+        """The hooks, with the reports and files the settings ask for made before the caller's ``on_finish``."""
+        s = self.settings
+        if not (s.report_formats or s.collect_files):
+            return self.hooks
+        if save_file is None:
+            raise NotebookConfigError("Reports and collected files need somewhere to be written: pass `save_file`.")
+        publisher = self.publisher = Publisher(
+            output_path, save=save_file, formats=list(s.report_formats), report_mode=s.report_mode,
+            patterns=list(s.collect_files), max_bytes=s.collect_files_max_bytes,
+            cwd=s.cwd if s.kernels.local_files else None,
+        )
+        also = self.hooks.on_finish
+
+        def on_finish(nb: Any) -> None:
+            publisher(nb, self.log)
+            if also is not None:
+                also(nb)
+
+        return dataclasses.replace(self.hooks, on_finish=on_finish)
 
     def check_output(self, output_path: str) -> None:
         """Refuse an output location that is the input notebook (``OutputIsInputError``): it would be overwritten."""

@@ -34,13 +34,13 @@ from nbformat import NotebookNode
 
 from airflow_notebook_provider.engine.log import Log
 from airflow_notebook_provider.engine.safe_report import clean_html, clean_markdown, clean_notebook, print_pdf
+from airflow_notebook_provider.engine.settings import DEFAULT_COLLECT_MAX_BYTES
 from airflow_notebook_provider.notebook.errors import NotebookConfigError
 
 REPORT_FORMATS: Mapping[str, str] = {"html": ".html", "markdown": ".md", "pdf": ".pdf"}
 """Report format -> file extension. ``pdf`` is printed from the HTML report by a local Chromium (Playwright):
 LaTeX is not needed, and no browser is ever downloaded."""
 CHROMIUM = os.environ.get("NOTEBOOK_REPORT_CHROMIUM", "/usr/bin/chromium")
-DEFAULT_COLLECT_MAX_BYTES = 100 * 2**20
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; base-uri 'none'; form-action 'none'"
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 64rem; margin: 2rem auto; padding: 0 1rem; color: #222; }

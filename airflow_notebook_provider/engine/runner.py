@@ -19,6 +19,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from airflow_notebook_provider.engine import _compat
+from airflow_notebook_provider.engine import resources as cell_resources
 from airflow_notebook_provider.engine.celllog import QUIET_CELL_SECONDS, CellLog
 from airflow_notebook_provider.engine.declared import check_declared
 from airflow_notebook_provider.engine.kernels.kernel import (
@@ -29,10 +30,11 @@ from airflow_notebook_provider.engine.kernels.kernel import (
     KernelStopped,
 )
 from airflow_notebook_provider.engine.log import Log
+from airflow_notebook_provider.engine.oom import OomWatch, death
 from airflow_notebook_provider.engine.publish import mark_report_mode
 from airflow_notebook_provider.engine.settings import ExecutionSettings, KernelReady, RunHooks, RunResult
 from airflow_notebook_provider.engine.writer import OutputWriter
-from airflow_notebook_provider.notebook import record
+from airflow_notebook_provider.notebook import outcomes, record
 from airflow_notebook_provider.notebook.errors import (
     Failure,
     FailureKind,
@@ -91,6 +93,8 @@ class NotebookRun:
         self.language: str | None = None
         self._kernel: Kernel | None = None
         self._stop_reason: str | None = None
+        self._oom: OomWatch | None = None  # the kernel's memory cgroups, to tell an out-of-memory kill
+        self.skipped: outcomes.Asked | None = None  # by results.skip()
         self._current: int | None = None
         self._finished = False
         self._prepared = False
@@ -160,7 +164,8 @@ class NotebookRun:
             raise NotebookExecutionError(failure, notebook=self.input_path, output=self.output_path)
         if not self._finished:
             self._finish(None, fatal=True)
-        return RunResult(nb=self.nb, output_path=self.output_path, writes=self.writes, stopped_early=stopped_early)
+        return RunResult(nb=self.nb, output_path=self.output_path, writes=self.writes, stopped_early=stopped_early,
+                         skipped=self.skipped)
 
     def stop(self, reason: str) -> None:
         """Stop the run from outside (``on_kill``, a signal handler): kill the kernel; ``run`` then records it."""
@@ -194,6 +199,7 @@ class NotebookRun:
             failure = await self._start_kernel(self._kernel, early=kernel is not None)
             if failure is not None:
                 return failure, False
+            self._oom = OomWatch.of(getattr(self._kernel, "pid", None))
             checkpointer = asyncio.create_task(self.writer.checkpoints(s.checkpoint_interval))
             failure, stopped_early = await self._execute_cells(self._client(self._kernel), self._kernel)
             if failure is None:
@@ -247,6 +253,7 @@ class NotebookRun:
         total = len(cells)
         loop = asyncio.get_running_loop()
         began, ran = time.monotonic(), 0
+        sampler = cell_resources.CellSampler(kernel, cells, enabled=self.settings.cell_resources)  # time, memory, CPU
         for index, cell in enumerate(cells):
             runnable = cell.cell_type == "code" and bool(cell.source.strip())
             record.cell_started(cell)
@@ -258,6 +265,7 @@ class NotebookRun:
                 announce = loop.call_later(QUIET_CELL_SECONDS, self.cell_log.announce)
                 if self.hooks.on_cell_start is not None:
                     self.hooks.on_cell_start(index + 1, total, cell)
+                sampler.start()
             t0 = time.monotonic()
             failure: Failure | None = None
             clean_exit = False
@@ -265,6 +273,9 @@ class NotebookRun:
                 await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
             except CellExecutionError as exc:
                 clean_exit = exc.ename == "SystemExit" and exc.evalue.strip() in _CLEAN_EXIT_VALUES
+                asked = outcomes.asked(self.nb, index, exc.ename)  # results.skip() or results.fail()
+                if asked is not None and asked.outcome == "skip":
+                    self.skipped, clean_exit = asked, outcomes.clear_error(cell)
                 if self._stop_reason:  # a remote kernel is interrupted as it is deleted: the stop is the cause
                     failure = self._failure("stopped", "RunStopped", f"The run was stopped ({self._stop_reason}).", index)
                 elif exc.ename == "KeyboardInterrupt" and await _ended_after(kernel):
@@ -275,7 +286,8 @@ class NotebookRun:
                 elif not clean_exit:
                     evalue = _MEMORY_ERROR if exc.ename == "MemoryError" and not exc.evalue.strip() else exc.evalue
                     # Some kernels (bash_kernel) name no error: the exit status is all they report.
-                    failure = self._failure("error", exc.ename or "Error", evalue, index, _error_traceback(cell))
+                    failure = self._failure("error", exc.ename or "Error", evalue, index, _error_traceback(cell),
+                                            retry=asked.retry if asked else None)
             except CellTimeoutError:
                 failure = self._failure("timeout", "CellTimeoutError", "the cell ran longer than "
                                         f"cell_timeout={self.settings.cell_timeout:g} s and was stopped", index)
@@ -288,13 +300,15 @@ class NotebookRun:
                 if self._stop_reason:
                     failure = self._failure("stopped", "RunStopped", f"The run was stopped ({self._stop_reason}).", index)
                 else:
-                    failure = self._failure("dead_kernel", "DeadKernelError", "the kernel died while running this "
-                                            f"cell ({kernel.exit_reason()})", index)
+                    kind, died = death(kernel, self._oom)  # out_of_memory where Linux says so, else dead_kernel
+                    failure = self._failure(kind, "DeadKernelError", f"the kernel died while running this cell ({died})", index)
             finally:
                 if announce is not None:
                     announce.cancel()
                 self.cell_log.flush()
                 record.cell_finished(cell, failed=failure is not None)
+                if runnable:
+                    cell_resources.record(cell, sampler.stop())
             if runnable:
                 if self.cell_log.announced or failure is not None:
                     self.log.info("cell %d/%d %s in %.2f s", index + 1, total, "failed" if failure else "finished",
@@ -304,7 +318,7 @@ class NotebookRun:
             if failure is not None:
                 return failure, False
             if clean_exit:
-                self.log.info("cell %d/%d ended the notebook early with SystemExit (not a failure)", index + 1, total)
+                self.log.info("cell %d/%d ended the notebook early with %s", index + 1, total, outcomes.how_ended(self.skipped))
                 return None, True
         self._current = None
         self.log.info("%d code cells ran in %.2f s", ran, time.monotonic() - began)
@@ -321,8 +335,8 @@ class NotebookRun:
     # -- how a run ends -----------------------------------------------------------------------------------------
 
     def _failure(
-        self, kind: FailureKind, ename: str, evalue: str, index: int | None = None, traceback: list[str] | None = None
-    ) -> Failure:
+        self, kind: FailureKind, ename: str, evalue: str, index: int | None = None, traceback: list[str] | None = None,
+        retry: bool | None = None) -> Failure:
         """The one place a ``Failure`` is built: a stop without a cell is charged to the cell that was running."""
         if index is None and kind == "stopped":
             index = self._current
@@ -331,12 +345,13 @@ class NotebookRun:
             kind=kind, ename=ename, evalue=evalue, cell_index=index,
             code_cell_number=record.code_cell_number(self.nb, index) if index is not None else None,
             execution_count=cell.get("execution_count") if cell is not None else None,
-            traceback=tuple(traceback or ()),
+            traceback=tuple(traceback or ()), retry=retry,
         )
 
     def _finish(self, failure: Failure | None, *, fatal: bool) -> None:
         """Close the record (marking the failure, if any) and write the notebook a last time."""
         record.finish_record(self.nb, failure)
+        outcomes.mark(self.nb, failure, self.skipped, self.settings.retry_on)  # a skip's banner, "not retried"
         if self.secrets:
             self.secrets.notebook(self.nb)  # what reports, XCom records and the last write see
         self._finished = True

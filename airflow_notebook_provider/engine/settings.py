@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,6 +12,9 @@ from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv, Kernel
 from airflow_notebook_provider.engine.kernels.local import LocalKernels
 from airflow_notebook_provider.engine.writer import WriteKind
 from airflow_notebook_provider.notebook.errors import Failure
+from airflow_notebook_provider.notebook.outcomes import Asked
+
+DEFAULT_COLLECT_MAX_BYTES = 100 * 2**20
 
 
 @dataclass
@@ -46,8 +49,19 @@ class ExecutionSettings:
     (``warn``), refused before any cell runs (``fail``), or injected silently (``ignore``)."""
     report_mode: bool = False
     """papermill's ``report_mode``: every cell's source is marked ``jupyter.source_hidden`` in the output."""
+    report_formats: Sequence[str] = ()
+    """Reports rendered beside the output when the run ends, failed or not: ``html``, ``markdown``, ``pdf``."""
+    collect_files: Sequence[str] = ()
+    """Glob patterns, relative to the kernel's working folder, of files copied beside the output when the run ends."""
+    collect_files_max_bytes: int = DEFAULT_COLLECT_MAX_BYTES
+    """Most bytes ``collect_files`` copies in all; files beyond it are left out and listed as such."""
+    cell_resources: bool = True
+    """Sample each code cell's peak memory and CPU seconds (``engine.resources``); False records durations only."""
     kernels: KernelProvider = field(default_factory=LocalKernels)
     """Where kernels come from: installed kernelspecs by default; the plug point for other kinds of kernel."""
+    retry_on: frozenset[str] | None = None
+    """Failure kinds that may be retried (``outcomes.check_retry_on``); None: every kind. The output's banner says
+    when a failure will not be."""
 
 
 def kernel_provider(python: str | None = None, inherited: InheritedEnv | None = None) -> KernelProvider:
@@ -94,3 +108,5 @@ class RunResult:
     writes: int
     stopped_early: bool = False
     """The notebook ended itself early with ``sys.exit(0)`` (not a failure; later cells stay pending)."""
+    skipped: Asked | None = None
+    """The notebook called ``results.skip(reason)``: the task is skipped (later cells stay pending)."""

@@ -1,7 +1,8 @@
 """Where notebooks are read from and written to, without Airflow.
 
 Local paths are written atomically (a temporary file in the same folder, then a rename), so a reader or a
-crash never sees a truncated notebook. URLs go through fsspec. The Airflow hook adds connections on top.
+crash never sees a truncated notebook. URLs go through fsspec. ``Storage`` is the one reader and writer; the Airflow
+hook gives it connections.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from airflow_notebook_provider.notebook.errors import NotebookError, NotebookStorageError
+from airflow_notebook_provider.notebook.errors import NotebookError, NotebookInputError, NotebookStorageError
 
 T = TypeVar("T")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+:@-]")
@@ -122,22 +124,90 @@ def retrying(
             delay = min(delay * 2, 8.0)
 
 
-def read_bytes(location: str) -> bytes:
-    """Read a local path or an fsspec URL (used by the CLI; the operator reads through its hook)."""
-    if is_url(location):
+class _FsspecPath:
+    """A URL through plain fsspec (no Airflow connection): the few path methods ``Storage`` uses."""
+
+    def __init__(self, location: str) -> None:
         import fsspec
 
-        with fsspec.open(location, "rb") as fh:
-            data: bytes = fh.read()
-            return data
-    return local_path(location).read_bytes()
+        self.fs, self.path = fsspec.core.url_to_fs(location)
+
+    def read_bytes(self) -> bytes:
+        data: bytes = self.fs.cat_file(self.path)
+        return data
+
+    def write_bytes(self, data: bytes) -> None:
+        self.fs.pipe_file(self.path, data)
+
+    def exists(self) -> bool:
+        return bool(self.fs.exists(self.path))
+
+    def size(self) -> int:
+        return int(self.fs.size(self.path))
 
 
-def write_bytes(location: str, data: bytes) -> None:
-    if is_url(location):
-        import fsspec
+@dataclass
+class Storage:
+    """Read, write, exists and size of a local path or a URL: the one place with the retry policy and the wording
+    of storage errors, for the engine, the Airflow hook (which adds connections) and the CLI.
 
-        with fsspec.open(location, "wb") as fh:
-            fh.write(data)
-        return
-    write_atomic(local_path(location), data)
+    Local paths are not retried (a local error does not go away by waiting) and are written atomically; URLs are
+    retried with backoff for ``retry_seconds`` (``retrying``).
+
+    :param open_url: A URL -> a path object with ``read_bytes``, ``write_bytes``, ``exists`` and ``stat()`` or
+        ``size()`` (the hook gives Airflow's ``ObjectStoragePath`` with its connection; default: plain fsspec).
+    :param hint: The fix that ends an error of a URL that kept failing (which connection to check).
+    """
+
+    open_url: Callable[[str], Any] = _FsspecPath
+    retry_seconds: float = 60.0
+    hint: str = ""
+
+    def read(self, location: str, *, fix: str = "") -> bytes:
+        """The bytes at ``location``; ``NotebookInputError`` (with ``fix``) when nothing is there."""
+        if not is_url(location):
+            path = local_path(location)
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                looked = "" if Path(location).is_absolute() else f" (looked for {path})"
+                raise NotebookInputError(f"{location} does not exist.{looked}{' ' + fix if fix else ''}") from None
+            except IsADirectoryError:
+                raise NotebookInputError(f"{location} is a folder, not a file.{' ' + fix if fix else ''}") from None
+        target = self.open_url(location)
+
+        def read() -> bytes:
+            try:
+                data: bytes = target.read_bytes()
+                return data
+            except FileNotFoundError:
+                raise NotebookInputError(f"{location} does not exist in object storage.{' ' + fix if fix else ''}") from None
+
+        return retrying(read, what=f"Reading {location}", deadline=self.retry_seconds, hint=self.hint)
+
+    def write(self, location: str, data: bytes, *, fix: str = "") -> None:
+        """Write ``data`` at ``location`` (atomically when local); ``NotebookStorageError`` with ``fix`` if it can't."""
+        if not is_url(location):
+            try:
+                write_atomic(local_path(location), data)
+            except OSError as exc:
+                raise NotebookStorageError(
+                    f"Cannot write {location}: {exc.strerror or exc}.{' ' + fix if fix else ''}") from exc
+            return
+        target = self.open_url(location)
+        retrying(lambda: target.write_bytes(data), what=f"Writing {location}", deadline=self.retry_seconds,
+                 hint=self.hint)
+
+    def exists(self, location: str) -> bool:
+        if not is_url(location):
+            return local_path(location).exists()
+        target = self.open_url(location)
+        return bool(retrying(target.exists, what=f"Checking {location}", deadline=self.retry_seconds, hint=self.hint))
+
+    def size(self, location: str) -> int:
+        """Bytes at ``location`` (``FileNotFoundError`` if nothing is there)."""
+        if not is_url(location):
+            return local_path(location).stat().st_size
+        target = self.open_url(location)
+        measure = target.size if hasattr(target, "size") and callable(target.size) else lambda: target.stat().st_size
+        return int(retrying(measure, what=f"Measuring {location}", deadline=self.retry_seconds, hint=self.hint))

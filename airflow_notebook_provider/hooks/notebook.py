@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_notebook_provider import config
 from airflow_notebook_provider.engine import storage
-from airflow_notebook_provider.notebook.errors import NotebookInputError, NotebookStorageError
+from airflow_notebook_provider.notebook.errors import NotebookInputError
 
 
 class NotebookHook(BaseHook):
@@ -58,50 +57,26 @@ class NotebookHook(BaseHook):
             return path
         return storage.local_path(location)
 
+    @property
+    def storage(self) -> storage.Storage:
+        """The one storage layer, reaching URLs through this hook's connection."""
+        return storage.Storage(open_url=self.path, retry_seconds=self.retry_seconds, hint=self._hint())
+
     def read(self, location: str) -> bytes:
-        p = self.path(location)
-        if not storage.is_url(location):
-            try:
-                return p.read_bytes()
-            except FileNotFoundError:
-                raise NotebookInputError(
-                    f"Notebook {location} does not exist (looked for {p}, working directory {os.getcwd()}). "
-                    "Fix `notebook`: a relative path is read from the worker's working directory, so prefer an "
-                    "absolute path or a URL."
-                ) from None
-            except IsADirectoryError:
-                raise NotebookInputError(f"Notebook {location} is a folder; point `notebook` at an .ipynb file.") from None
-
-        def _read() -> bytes:
-            try:
-                return p.read_bytes()
-            except FileNotFoundError:
-                raise NotebookInputError(
-                    f"Notebook {location} does not exist in object storage (connection {self.conn_id!r}). "
-                    "Fix `notebook` or upload the notebook."
-                ) from None
-
-        return storage.retrying(_read, what=f"Reading {location}", deadline=self.retry_seconds, hint=self._hint())
+        """The notebook at ``location``; ``NotebookInputError`` saying how to fix ``notebook`` when it is missing."""
+        if storage.is_url(location):
+            fix = f"(connection {self.conn_id!r}) Fix `notebook` or upload the notebook."
+        else:
+            fix = ("Fix `notebook`: a relative path is read from the worker's working directory, so prefer an "
+                   "absolute path or a URL.")
+        return self.storage.read(location, fix=fix)
 
     def write(self, location: str, data: bytes) -> None:
-        p = self.path(location)
-        if not storage.is_url(location):
-            try:
-                storage.write_atomic(p, data)
-            except OSError as exc:
-                raise NotebookStorageError(
-                    f"Cannot write the output notebook {location}: {exc.strerror or exc}. Make the folder writable "
-                    "by the worker or choose another `output_notebook` / [notebook] output_base."
-                ) from exc
-            return
-        storage.retrying(lambda: p.write_bytes(data), what=f"Writing {location}", deadline=self.retry_seconds,
-                         hint=self._hint())
+        self.storage.write(location, data, fix="Make the folder writable by the worker or choose another "
+                                               "`output_notebook` / [notebook] output_base.")
 
     def exists(self, location: str) -> bool:
-        p = self.path(location)
-        if not storage.is_url(location):
-            return p.exists()
-        return bool(storage.retrying(p.exists, what=f"Checking {location}", deadline=self.retry_seconds, hint=self._hint()))
+        return self.storage.exists(location)
 
     def _hint(self) -> str:
         return (

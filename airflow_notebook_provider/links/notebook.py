@@ -8,6 +8,7 @@ from urllib.parse import quote, urlencode
 from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom, conf
 
 from airflow_notebook_provider import config
+from airflow_notebook_provider.results import OUTPUT_XCOM_KEY, RECORD_XCOM_KEY
 from airflow_notebook_provider.task import outputs
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_notebook_provider.hooks.notebook import NotebookHook
+    from airflow_notebook_provider.notebook.origin import NotebookOrigin
 
 VIEWER_PREFIX = "/notebook"
 
@@ -55,18 +57,19 @@ class NotebookOutputLink(BaseOperatorLink):
     name = "Output notebook"
 
     @classmethod
-    def persist(cls, context: Context, *, hook: NotebookHook, location: str) -> None:
+    def persist(cls, context: Context, *, hook: NotebookHook, location: str, origin: NotebookOrigin | None = None) -> None:
         """Record where this attempt writes its notebook: XCom for the link and downstream tasks, and the attempt
-        record file (``outputs``), which outlives the XCom Airflow clears when the next try starts."""
+        record file (``outputs``), which outlives the XCom Airflow clears when the next try starts. ``origin``: the
+        bundle version of a notebook given by a relative path."""
         ti = context["ti"]
-        record = outputs.AttemptRecord(location, hook.conn_id, ti.try_number)
-        ti.xcom_push(key=outputs.XCOM_KEY, value=location)
-        ti.xcom_push(key=outputs.RECORD_KEY, value=record.to_json())
+        record = outputs.LocationRecord(location, hook.conn_id, ti.try_number, origin)
+        ti.xcom_push(key=OUTPUT_XCOM_KEY, value=location)
+        ti.xcom_push(key=RECORD_XCOM_KEY, value=record.to_json())
         outputs.write_record_file(hook, outputs.TaskInstanceId.of(ti), record)
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
         try:
-            location = XCom.get_value(key=outputs.XCOM_KEY, ti_key=ti_key)
+            location = XCom.get_value(key=OUTPUT_XCOM_KEY, ti_key=ti_key)
         except Exception:  # noqa: BLE001 - a link must never break the task or the UI
             return ""
         if not location:

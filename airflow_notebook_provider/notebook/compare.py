@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_notebook_provider.notebook.align import matching_blocks, opcodes, unified
+from airflow_notebook_provider.notebook.origin import NotebookOrigin, read_origin, version_difference
 from airflow_notebook_provider.notebook.parameters import INJECTED_TAG
 from airflow_notebook_provider.notebook.record import is_banner, read_run
 from airflow_notebook_provider.notebook.text import printable
@@ -128,6 +129,14 @@ class Comparison:
     """Cells compared line by line on their first ``MAX_LINES_PER_CELL`` lines only."""
     cells_not_diffed: int = 0
     """Changed cells given no line diff: ``MAX_LINES`` were compared already."""
+    origin_a: NotebookOrigin | None = None
+    origin_b: NotebookOrigin | None = None
+    """Which bundle version of the notebook each run ran (``notebook.origin``), when it came from a DAG bundle."""
+
+    @property
+    def version_note(self) -> str | None:
+        """A sentence when the runs ran different versions of their notebook (with the version of each), else None."""
+        return version_difference(self.origin_a, self.origin_b)
 
     @property
     def limits(self) -> tuple[str, ...]:
@@ -177,7 +186,10 @@ class Comparison:
                            for p in self.parameters],
             "input": {"changed": self.input_changed, "path_a": self.input_path_a, "path_b": self.input_path_b,
                       "sha256_a": self.input_sha256_a, "sha256_b": self.input_sha256_b,
-                      "changed_cells": [c.label for c in self.changed_sources]},
+                      "changed_cells": [c.label for c in self.changed_sources],
+                      "version_a": self.origin_a.to_json() if self.origin_a else None,
+                      "version_b": self.origin_b.to_json() if self.origin_b else None,
+                      "versions_differ": self.version_note is not None},
             "changed_outputs": [c.label for c in self.changed_outputs],
             "first_status_difference": first.to_json() if first else None,
             "limits": list(self.limits),
@@ -235,6 +247,7 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any], *, label_a: str = "A", l
         input_path_a=run_a.input_path, input_path_b=run_b.input_path,
         input_sha256_a=run_a.input_sha256, input_sha256_b=run_b.input_sha256,
         cells=cells, cells_cut=budget.cut, cells_not_diffed=budget.not_diffed,
+        origin_a=read_origin(a), origin_b=read_origin(b),
     )
 
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-FailureKind = Literal["error", "timeout", "dead_kernel", "startup", "stopped"]
-"""``error``: a cell raised; ``timeout``: ``cell_timeout`` exceeded; ``dead_kernel``: the kernel died;
-``startup``: the kernel did not start; ``stopped``: the run was stopped from outside (``on_kill``, a task timeout)."""
-FAILURE_KINDS: frozenset[str] = frozenset(get_args(FailureKind))
+FailureKind = Literal["error", "timeout", "dead_kernel", "out_of_memory", "startup", "storage", "stopped"]
+"""``error``: a cell raised (or the notebook called ``results.fail``); ``timeout``: ``cell_timeout`` exceeded;
+``dead_kernel``: the kernel died; ``out_of_memory``: the kernel was killed for memory (the OOM killer or its cgroup's
+limit, as Linux reports it); ``startup``: the run could not start (the kernel did not start; the notebook or kernel
+not found); ``storage``: the notebook could not be read or written; ``stopped``: the run was stopped from outside
+(``on_kill``, a task timeout). Also the names ``retry_on`` takes."""
+FAILURE_KINDS: tuple[str, ...] = get_args(FailureKind)
 
 _VERBS: dict[str, str] = {
     "error": "raised",
     "timeout": "timed out",
     "dead_kernel": "lost its kernel",
+    "out_of_memory": "ran out of memory",
     "startup": "could not start its kernel",
+    "storage": "could not be read or written",
     "stopped": "was stopped",
 }
 _HINTS = {
@@ -39,10 +44,12 @@ class Failure:
     code_cell_number: int | None = None
     execution_count: int | None = None
     traceback: tuple[str, ...] = ()
+    retry: bool | None = None
+    """What the notebook asked with ``results.fail(..., retry=...)``; None: ``retry_on`` decides."""
 
     def __post_init__(self) -> None:
         if self.kind not in FAILURE_KINDS:
-            raise ValueError(f"Failure kind {self.kind!r} is not one of {sorted(FAILURE_KINDS)}")
+            raise ValueError(f"Failure kind {self.kind!r} is not one of {', '.join(FAILURE_KINDS)}")
 
     @property
     def reported_by_kernel(self) -> bool:
@@ -113,3 +120,16 @@ class NotebookExecutionError(NotebookError):
         if self.output:
             msg += f". Output notebook: {self.output}"
         return msg
+
+
+def kind_of(exc: BaseException) -> FailureKind | None:
+    """The failure kind of an engine error (what ``retry_on`` names); None for a wrong setting, never retried."""
+    if isinstance(exc, NotebookExecutionError):
+        return exc.kind
+    if isinstance(exc, NotebookStorageError):
+        return "storage"
+    if isinstance(exc, NotebookConfigError):
+        return None
+    if isinstance(exc, NotebookInputError):  # notebook or kernel not found, invalid: the run could not start
+        return "startup"
+    return None

@@ -1,6 +1,7 @@
 """Load and serialize notebooks: bytes in, a valid nbformat 4.5 ``NotebookNode`` out, and back.
 
-Pure functions, tested without a kernel. The run's record inside the notebook is ``record.py``'s job.
+Pure functions, tested without a kernel. The run's record inside the notebook is ``record.py``'s job. A text notebook
+(``.py``, ``.md``, ``.R``, ``.jl``, ``.sh``: jupytext) is parsed by ``textformats``; every caller goes through ``load``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import nbformat
 from nbformat import NotebookNode
 from nbformat.v4.nbbase import random_cell_id
 
+from airflow_notebook_provider.notebook import textformats
 from airflow_notebook_provider.notebook.errors import NotebookInputError
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,10 @@ def sha256(data: bytes) -> str:
 
 
 def load(data: bytes, source: str) -> NotebookNode:
-    """Parse notebook bytes into nbformat 4, with errors that say what is wrong with ``source`` and the fix."""
+    """Parse notebook bytes into nbformat 4, with errors that say what is wrong with ``source`` and the fix; a
+    ``source`` with a text notebook's extension (``textformats.TEXT_EXTENSIONS``) is read as one."""
+    if textformats.is_text_notebook(source) and data.lstrip()[:1] != b"{":  # an .ipynb's JSON under a text name
+        return _upgrade(textformats.read(data, source))
     try:
         raw = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:

@@ -191,7 +191,8 @@ class RunSummary:
     """What an output notebook says about its run."""
 
     status: str
-    """``succeeded``, ``failed``, ``running or interrupted`` (a checkpoint) or ``not run``."""
+    """``succeeded``, ``skipped`` (``results.skip``), ``failed``, ``running or interrupted`` (a checkpoint) or
+    ``not run``."""
     failed_cell: FailedCell | None
     parameters: dict[str, Any]
     secret_parameters: dict[str, str]
@@ -274,7 +275,10 @@ def read_run(nb: Mapping[str, Any]) -> RunSummary:
                 traceback=tuple(printable(line) for line in (traceback if isinstance(traceback, list) else [])
                                 if isinstance(line, str)),
             )
-    if pm.get("exception"):
+    outcome = prov.get("outcome")  # notebook.outcomes.OUTCOME_KEY: what results.skip() and fail() decided
+    if isinstance(outcome, Mapping) and outcome.get("state") == "skipped":
+        status = "skipped"
+    elif pm.get("exception"):
         status = "failed"
     elif pm.get("end_time"):
         status = "succeeded"

@@ -7,11 +7,9 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, redact
+from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, redact
 
-from airflow_notebook_provider import config
 from airflow_notebook_provider.engine import (
-    ExecutionSettings,
     KernelProvider,
     NotebookConfigError,
     NotebookError,
@@ -22,8 +20,9 @@ from airflow_notebook_provider.engine import (
     RunHooks,
     kernel_provider,
 )
+from airflow_notebook_provider.engine.inputs import DEFAULT_INPUT_MAX_BYTES, InputFiles
 from airflow_notebook_provider.engine.kernels.kernel import InheritedEnv
-from airflow_notebook_provider.engine.publish import DEFAULT_COLLECT_MAX_BYTES, check_formats, check_patterns
+from airflow_notebook_provider.engine.settings import DEFAULT_COLLECT_MAX_BYTES
 from airflow_notebook_provider.exceptions import (
     NotebookTaskConfigError,
     NotebookTaskError,
@@ -34,8 +33,10 @@ from airflow_notebook_provider.hooks.kernel import kernels_for_connection
 from airflow_notebook_provider.hooks.notebook import NotebookHook
 from airflow_notebook_provider.links.notebook import NotebookOutputLink, viewer_url
 from airflow_notebook_provider.notebook.redact import RedactingLog, Redactor, filtering
-from airflow_notebook_provider.task import outputs
+from airflow_notebook_provider.operators.arguments import check_arguments, execution_settings
+from airflow_notebook_provider.task import outcomes, outputs
 from airflow_notebook_provider.task.attempt import Attempt, identity
+from airflow_notebook_provider.task.bundle import locate
 from airflow_notebook_provider.task.lineage import LineageState, operator_lineage
 from airflow_notebook_provider.task.process import DEFAULT_ENV_DENYLIST, env_denylist, frozen_heap
 from airflow_notebook_provider.task.secrets import SECRET_PLACEHOLDER, hide_secrets, split_secrets
@@ -51,7 +52,9 @@ class NotebookOperator(BaseOperator):
     papermill's banner) and pushes its location to XCom under ``output_notebook`` before the kernel starts;
     the "Output notebook" link opens it in the Airflow UI, for successful and failed attempts.
 
-    :param notebook: Input notebook: a local path or an object-storage URL (``s3://...``). Templated.
+    :param notebook: Input notebook: a local path or an object-storage URL (``s3://...``). Templated. A relative path
+        is read from the DAG's bundle at the DAG run's bundle version (``task.bundle``; docs: bundles.md).
+    :param notebook_root: Folder inside the bundle that a relative ``notebook`` is relative to. Templated.
     :param output_notebook: Where to write this attempt's output. Templated. Default:
         ``{[notebook] output_base}/{dag_id}/{run_id}/{task_id}[/map-{map_index}]/attempt-{try_number}.ipynb``.
         If the location already holds a notebook (a retry of a template without ``{{ ti.try_number }}``), this
@@ -96,6 +99,12 @@ class NotebookOperator(BaseOperator):
         listed in ``metadata.airflow.files`` and in XCom under ``files``. Local kernels only.
     :param collect_files_max_bytes: Most bytes collected in all (default 100 MiB); files beyond it are left out and
         named in the log and the notebook.
+    :param retry_on: The failure kinds that may be retried (default: all, as Airflow): ``error``, ``timeout``,
+        ``dead_kernel``, ``out_of_memory``, ``startup``, ``storage``, ``stopped``. A failure of another kind fails the
+        task without retries, saying so in the log and the banner. Templated. See docs/failures.md.
+    :param input_files: Globs relative to the notebook's folder (``["helpers/*.py", "sql/*.sql"]``, templated), copied
+        into the kernel's working folder before the first cell and listed in ``metadata.airflow.input_files``
+        (``engine/inputs.py``); ``input_files_max_bytes`` (default 100 MiB) more fails the task before any cell runs.
     :param secret_parameters: Names of ``parameters`` (string values, e.g. ``"{{ conn.api.password }}"``) passed to
         the kernel as environment variables ``NOTEBOOK_SECRET_<name>`` and read by the injected cell: the value is
         never written into the output notebook, its metadata or the rendered template fields, and ``***`` replaces
@@ -109,8 +118,8 @@ class NotebookOperator(BaseOperator):
     # ``conn_id`` is templated so that the DAG as serialized (and the value rendered for a try) names it: the viewer
     # reads output notebooks with the connection the operator names, never with one written in a record.
     template_fields: Sequence[str] = (
-        "notebook", "output_notebook", "parameters", "conn_id", "kernel_name", "language", "python",
-        "kernel_conn_id", "env", "cwd", "report_formats", "collect_files",
+        "notebook", "notebook_root", "output_notebook", "parameters", "conn_id", "kernel_name", "language", "python",
+        "kernel_conn_id", "env", "cwd", "report_formats", "collect_files", "input_files", "retry_on",
     )
     template_fields_renderers = {"parameters": "json", "env": "json"}
     operator_extra_links = (NotebookOutputLink(),)
@@ -126,6 +135,7 @@ class NotebookOperator(BaseOperator):
         self,
         *,
         notebook: str,
+        notebook_root: str | None = None,
         output_notebook: str | None = None,
         parameters: Mapping[str, Any] | None = None,
         conn_id: str | None = None,
@@ -147,10 +157,14 @@ class NotebookOperator(BaseOperator):
         report_mode: bool = False,
         collect_files: Sequence[str] | None = None,
         collect_files_max_bytes: int = DEFAULT_COLLECT_MAX_BYTES,
+        input_files: Sequence[str] | None = None,
+        input_files_max_bytes: int = DEFAULT_INPUT_MAX_BYTES,
+        retry_on: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.notebook = notebook
+        self.notebook_root = notebook_root
         self.output_notebook = output_notebook
         self.parameters = parameters if parameters is not None else {}
         self.conn_id = conn_id
@@ -174,11 +188,14 @@ class NotebookOperator(BaseOperator):
         self.report_mode = report_mode
         self.collect_files = collect_files
         self.collect_files_max_bytes = collect_files_max_bytes
+        self.input_files = input_files
+        self.input_files_max_bytes = input_files_max_bytes
+        self.retry_on = retry_on
         self._attempt: Attempt | None = None
         self._lineage: LineageState | None = None
         self._secret_values: dict[str, Any] = {}
         self._redactor: Redactor | None = None
-        self._check_arguments()
+        check_arguments(self)
 
     @cached_property
     def hook(self) -> NotebookHook:
@@ -223,33 +240,45 @@ class NotebookOperator(BaseOperator):
                 "names the output and receives the results; run the task through Airflow (dag.test(), a worker)."
             )
         self._attempt = attempt
+        meta = identity(ti, context.get("logical_date"), origin=attempt.lineage.origin)  # origin: the bundle's version
         try:
-            result = attempt.run(ti, executor=self.executor, metadata={"airflow": identity(ti, context.get("logical_date"))})
-        except NotebookExecutionError as exc:
+            result = attempt.run(ti, executor=self.executor, metadata={"airflow": meta})
+        except NotebookExecutionError as exc:  # retried unless retry_on or results.fail(retry=False) says otherwise
             url = self._url(context)
-            raise NotebookTaskFailed(f"{exc}. View it: {url}", output=exc.output, url=url) from None
-        except (NotebookInputError, NotebookStorageError) as exc:
+            raise outcomes.failed(f"{exc}. View it: {url}", exc.kind, outcomes.retry_kinds(self.retry_on),
+                                  asked_retry=exc.failure.retry, output=exc.output, url=url, log=self.log) from None
+        except AirflowTaskTimeout as exc:  # execution_timeout stopped the run: retried unless retry_on says otherwise
+            if (for_good := outcomes.stopped(exc, self.task_id, outcomes.retry_kinds(self.retry_on), self.log)) is None:
+                raise
+            raise for_good from exc
+        except (NotebookConfigError, NotebookInputError, NotebookStorageError) as exc:  # config: input_files's cap
             raise self._task_error(exc) from None
         finally:
             self._attempt = None
-        attempt.push_records(ti, result.nb)
+        attempt.push_results(ti, result.nb)
         attempt.push_published(ti)
+        if result.skipped is not None:  # results.skip(): the task is skipped, downstream tasks follow their rules
+            raise outcomes.skipped(self.task_id, result.skipped, attempt.output, self._url(context), self.log)
         attempt.describe_asset_events(ti, result.nb, self.outlets, context.get("outlet_events"))
         self.log.info("Notebook done: %d writes to %s. View it: %s", result.writes, attempt.output, self._url(context))
         return attempt.output
 
     def _attempt_of(self, context: Context, hooks: RunHooks) -> Attempt:
         """The attempt with this try's settings (the kernel may start now); ``NotebookError`` for a wrong argument."""
-        formats, patterns = check_formats(self.report_formats), check_patterns(self.collect_files)
         parameters, secrets = self._split_secrets()
-        self._lineage = LineageState(notebook=self.notebook,
+        settings = execution_settings(self, self._kernels())  # checks `notebook` before the bundle is searched
+        located = locate(self.notebook, self.notebook_root, context)  # a relative path: in the DAG's bundle version
+        self._lineage = LineageState(notebook=located.location, origin=located.origin,
                                      parameters=dict(parameters) if isinstance(parameters, Mapping) else {})
         return Attempt(
-            self.notebook, task_id=self.task_id, parameters=parameters, secrets=secrets, settings=self._settings(),
-            hooks=hooks, hook=self.hook, log=self.log, output_notebook=self.output_notebook, formats=formats,
-            patterns=patterns, max_bytes=self.collect_files_max_bytes, early_kernel=self.start_kernel_early,
+            located.location, task_id=self.task_id, parameters=parameters, secrets=secrets, settings=settings,
+            hooks=hooks, hook=self.hook, log=self.log, output_notebook=self.output_notebook,
+            early_kernel=self.start_kernel_early,
             lineage=self._lineage,
-            persist_output=lambda location: NotebookOutputLink.persist(context, hook=self.hook, location=location),
+            persist_output=lambda location: NotebookOutputLink.persist(context, hook=self.hook, location=location,
+                                                                       origin=located.origin),
+            input_files=InputFiles.of(self.input_files, self.input_files_max_bytes,
+                                      local_kernel=settings.kernels.local_files),
         )
 
     def _task_error(self, exc: NotebookError) -> NotebookTaskError:
@@ -257,7 +286,8 @@ class NotebookOperator(BaseOperator):
         place that decides which are retried (``_TASK_ERRORS``)."""
         for kind, task_error, fix in _TASK_ERRORS:
             if isinstance(exc, kind):
-                return task_error(f"Task {self.task_id}: {exc}{fix}")
+                message = f"Task {self.task_id}: {exc}{fix}"  # retried, unless its kind is not in retry_on
+                return outcomes.unless_retried(message, exc, outcomes.retry_kinds(self.retry_on), self.log) or task_error(message)
         return NotebookTaskError(f"Task {self.task_id}: {exc}")
 
     def run_hooks(self, context: Context) -> RunHooks:
@@ -310,49 +340,6 @@ class NotebookOperator(BaseOperator):
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
-    def _check_arguments(self) -> None:
-        """The arguments that are not templated, checked when the DAG is parsed: a typo fails there, not at run time."""
-        if self.unknown_parameters not in ("warn", "fail", "ignore"):
-            raise NotebookConfigError(f"`unknown_parameters` must be 'warn', 'fail' or 'ignore', got {self.unknown_parameters!r}")
-        _seconds("cell_timeout", self.cell_timeout, allow_none=True)
-        _seconds("startup_timeout", self.startup_timeout, allow_none=False)
-        _seconds("checkpoint_interval", self.checkpoint_interval, allow_none=True)
-        for name in ("log_output_limit", "collect_files_max_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise NotebookConfigError(f"`{name}` must be a whole number (characters or bytes), got {value!r}")
-        if not all(isinstance(n, str) for n in self.secret_parameters):
-            raise NotebookConfigError(f"`secret_parameters` must be a list of parameter names, got {self.secret_parameters!r}")
-
-    def _settings(self) -> ExecutionSettings:
-        if not isinstance(self.notebook, str) or not self.notebook.strip():
-            raise NotebookConfigError(f"`notebook` must be a path or URL of an .ipynb file, got {self.notebook!r}")
-        if self.output_notebook is not None and (not isinstance(self.output_notebook, str) or not self.output_notebook.strip()):
-            raise NotebookConfigError(f"`output_notebook` must be a path or URL, or None for the default, got {self.output_notebook!r}")
-        for name in ("kernel_name", "language", "python", "kernel_conn_id"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise NotebookConfigError(f"`{name}` must be a string or None, got {value!r}")
-        if not isinstance(self.env, Mapping) or not all(isinstance(k, str) for k in self.env):
-            raise NotebookConfigError(f"`env` must be a dict of variable name to value, got {self.env!r}")
-        interval = self.checkpoint_interval
-        if interval is None:
-            interval = config.get_float("checkpoint_interval")
-        return ExecutionSettings(
-            kernel_name=self.kernel_name or None,
-            language=self.language or None,
-            unknown_parameters=self.unknown_parameters,  # type: ignore[arg-type]  # checked in __init__
-            kernels=self._kernels(),
-            cell_timeout=_seconds("cell_timeout", self.cell_timeout, allow_none=True),
-            startup_timeout=_seconds("startup_timeout", self.startup_timeout, allow_none=False) or 60.0,
-            env={k: str(v) for k, v in self.env.items()},
-            cwd=str(self.cwd) if self.cwd else None,
-            checkpoint_interval=_seconds("checkpoint_interval", interval, allow_none=False) or 30.0,
-            log_output=bool(self.log_output),
-            log_output_limit=int(self.log_output_limit),
-            report_mode=bool(self.report_mode),
-        )
-
     def _kernels(self) -> KernelProvider:
         """Where the kernel runs: a connection's gateway or running kernel, a Python environment, or here."""
         if not self.kernel_conn_id:
@@ -372,14 +359,6 @@ class NotebookOperator(BaseOperator):
         )
 
 
-def _seconds(name: str, value: Any, *, allow_none: bool) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise NotebookConfigError(f"`{name}` must be a positive number of seconds{' or None' if allow_none else ''}, got {value!r}")
-    return float(value)
-
-
 _TASK_ERRORS: tuple[tuple[type[NotebookError], type[NotebookTaskError], str], ...] = (
     (OutputIsInputError, NotebookTaskConfigError,
      " Set `output_notebook` to another location (or leave it unset for the default)."),
@@ -391,7 +370,7 @@ _TASK_ERRORS: tuple[tuple[type[NotebookError], type[NotebookTaskError], str], ..
 ``NotebookTaskFailed``; any other exception (a bug) propagates as it is and is retried as Airflow does."""
 
 
-# Importable from here as before the attempt moved to ``task/``: the Celery worker and tests use ``env_denylist``.
+# ``env_denylist`` and the placeholder are part of the operator's surface: deployments read the denylist from here.
 __all__ = [
     "DEFAULT_ENV_DENYLIST", "SECRET_PLACEHOLDER", "NotebookOperator", "NotebookTaskError", "NotebookTaskFailed",
     "env_denylist",

@@ -7,23 +7,23 @@ this layer never imports the operators or the links.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import airflow
 
 from airflow_notebook_provider.engine import Execution, ExecutionSettings, NotebookExecutionError, RunHooks, RunResult
-from airflow_notebook_provider.engine.publish import Publisher
+from airflow_notebook_provider.engine.inputs import InputFiles, recorded
 from airflow_notebook_provider.engine.writer import WriteKind
 from airflow_notebook_provider.exceptions import NotebookTaskError
 from airflow_notebook_provider.hooks.notebook import NotebookHook
+from airflow_notebook_provider.notebook.origin import ORIGIN_KEY, NotebookOrigin
 from airflow_notebook_provider.results import (
     FILES_XCOM_KEY,
     REPORTS_XCOM_KEY,
     RESULTS_XCOM_KEY,
-    RecordError,
-    read_records,
+    ResultError,
+    read_results,
 )
 from airflow_notebook_provider.task import outputs
 from airflow_notebook_provider.task.lineage import LineageState
@@ -36,6 +36,7 @@ class Attempt:
     :param persist_output: Called with the output location after its first write, while the kernel boots and before
         it can run a cell: the link and downstream tasks see the location even if the attempt fails.
     :param lineage: What OpenLineage events describe; filled in as the attempt goes.
+    :param input_files: Files of the notebook's folder copied into the kernel's working folder before any cell runs.
     """
 
     def __init__(
@@ -50,22 +51,19 @@ class Attempt:
         hook: NotebookHook,
         log: Any,
         output_notebook: str | None,
-        formats: list[str],
-        patterns: list[str],
-        max_bytes: int,
         early_kernel: bool,
         lineage: LineageState,
         persist_output: Callable[[str], None],
+        input_files: InputFiles | None = None,
     ) -> None:
         self.task_id, self.hook, self.log, self.lineage = task_id, hook, log, lineage
+        self.input_files = input_files
         self.output_notebook = output_notebook
-        self.formats, self.patterns, self.max_bytes = formats, patterns, max_bytes
         self.output = ""
-        self.publisher: Publisher | None = None
         self._persist_output = persist_output
-        self._also_on_write = hooks.on_write
+        self._also_on_write, self._also_on_finish = hooks.on_write, hooks.on_finish
         self._running: Execution | None = None
-        hooks.on_write = self._on_write
+        hooks.on_write, hooks.on_finish = self._on_write, self._on_finish
         self.hooks = hooks
         self.execution = Execution(
             notebook, parameters=parameters, secrets=secrets, settings=settings, log=log, hooks=hooks,
@@ -81,21 +79,19 @@ class Attempt:
                 self._running = execution
                 self.hook.check_connection()
                 data = self.hook.read(execution.input_path)
+                if self.input_files is not None:  # the notebook's folder, into the kernel's: before any cell runs
+                    metadata = recorded(metadata, self.input_files.stage_for(
+                        execution.input_path, execution.settings.cwd, self.hook.path, log=self.log,
+                        retry_seconds=self.hook.retry_seconds))
                 ti_id = outputs.TaskInstanceId.of(ti)
                 execution.check_output(self.output_notebook or outputs.default_output(ti_id, ti.try_number))
                 output = self.output = outputs.choose_output(self.hook, ti_id, ti.try_number, self.output_notebook)
                 if warning := local_output_warning(output, executor, getattr(ti, "hostname", None) or "?"):
                     self.log.warning("%s", warning)
-                s = execution.settings
-                self.publisher = Publisher(
-                    output, save=self.hook.write, formats=self.formats, report_mode=bool(s.report_mode),
-                    patterns=self.patterns, max_bytes=self.max_bytes,
-                    cwd=s.cwd if s.kernels.local_files else None,
-                )
                 self.lineage.output = output
-                self.hooks.on_finish = functools.partial(self._on_finish, self.publisher, self.hooks.on_finish)
                 result = execution.run(
-                    data, output, save=lambda b: self.hook.write(output, b), metadata=metadata,
+                    data, output, save=lambda b: self.hook.write(output, b), save_file=self.hook.write,
+                    metadata=metadata,
                     provenance={"versions": {"airflow": airflow.__version__}},
                 )
         except NotebookExecutionError as exc:
@@ -121,23 +117,23 @@ class Attempt:
         if self._also_on_write is not None:
             self._also_on_write(kind, size)
 
-    def _on_finish(self, publisher: Publisher, also: Callable[[Any], None] | None, nb: Any) -> None:
-        """The run ended: publish its reports and files (if asked), keep what lineage events describe, then call the
-        ``on_finish`` of the operator's ``run_hooks()`` (``also``), if any."""
-        if publisher.formats or publisher.patterns:
-            publisher(nb, self.log)
-        state = self.lineage
-        state.nb, state.reports, state.files = nb, dict(publisher.reports), list(publisher.files)
-        if also is not None:
-            also(nb)
+    def _on_finish(self, nb: Any) -> None:
+        """The run ended and its reports and files are made: keep what lineage events describe, then call the
+        ``on_finish`` of the operator's ``run_hooks()``, if any."""
+        state, publisher = self.lineage, self.execution.publisher
+        state.nb = nb
+        if publisher is not None:
+            state.reports, state.files = dict(publisher.reports), list(publisher.files)
+        if self._also_on_finish is not None:
+            self._also_on_finish(nb)
 
     # -- XCom -------------------------------------------------------------------------------------------------
 
-    def push_records(self, ti: Any, nb: Any) -> None:
+    def push_results(self, ti: Any, nb: Any) -> None:
         """Push each recorded value under its name, and all of them under ``results``."""
         try:
-            records = read_records(nb)
-        except RecordError as exc:
+            records = read_results(nb)
+        except ResultError as exc:
             raise NotebookTaskError(f"Task {self.task_id}: {exc} Output notebook: {self.output}") from None
         for name, value in records.items():
             ti.xcom_push(key=name, value=value)
@@ -147,7 +143,7 @@ class Attempt:
 
     def push_published(self, ti: Any) -> None:
         """The reports and collected files of this attempt, to XCom (``reports``: format -> location, ``files``)."""
-        if (publisher := self.publisher) is None:
+        if (publisher := self.execution.publisher) is None:
             return
         if publisher.formats:
             ti.xcom_push(key=REPORTS_XCOM_KEY, value=dict(publisher.reports))
@@ -160,8 +156,8 @@ class Attempt:
         if not outlets or events is None:
             return
         try:
-            names = sorted(read_records(nb))
-        except RecordError:
+            names = sorted(read_results(nb))
+        except ResultError:
             names = []
         extra: dict[str, Any] = {"output_notebook": self.output, "results": names, "dag_id": ti.dag_id,
                                  "run_id": ti.run_id, "try_number": ti.try_number}
@@ -175,9 +171,10 @@ class Attempt:
                 self.log.debug("No asset event for outlet %r: %s", outlet, exc)
 
 
-def identity(ti: Any, logical_date: Any) -> dict[str, Any]:
-    """``metadata.airflow`` of the output notebook: the attempt it belongs to (checked by every reader)."""
-    return {
+def identity(ti: Any, logical_date: Any, origin: NotebookOrigin | None = None) -> dict[str, Any]:
+    """``metadata.airflow`` of the output notebook: the attempt it belongs to (checked by every reader), and for a
+    notebook read from the DAG's bundle, which version of it ran (``notebook``: bundle, version, path, sha256)."""
+    meta = {
         "dag_id": ti.dag_id,
         "run_id": ti.run_id,
         "task_id": ti.task_id,
@@ -185,3 +182,6 @@ def identity(ti: Any, logical_date: Any) -> dict[str, Any]:
         "try_number": ti.try_number,
         "logical_date": logical_date.isoformat() if logical_date else None,
     }
+    if origin is not None:
+        meta[ORIGIN_KEY] = origin.to_json()
+    return meta

@@ -5,7 +5,8 @@ airflow-notebook-provider[openlineage]``) and configured (e.g. ``AIRFLOW__OPENLI
 input notebook, then the datasets the notebook declared with ``record_lineage(inputs=...)``. Outputs: the output
 notebook, its reports and collected files, then the declared outputs. A run facet ``airflow_notebook`` describes the
 run (parameters without the secret ones, input sha256, kernel, language, cells, duration, and for a failure the
-failing cell and error); a failure adds OpenLineage's standard ``errorMessage`` facet. Dataset names follow
+failing cell and error; for a notebook read from the DAG's bundle, ``bundle``: its name, version, path and sha256); a
+failure adds OpenLineage's standard ``errorMessage`` facet. Dataset names follow
 OpenLineage's naming conventions: ``s3://bucket`` + key for object storage, ``file`` + absolute path for a local file.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_notebook_provider.notebook.errors import Failure
+from airflow_notebook_provider.notebook.origin import NotebookOrigin
 from airflow_notebook_provider.notebook.record import PROVENANCE_KEY
 from airflow_notebook_provider.results import read_lineage
 
@@ -45,6 +47,8 @@ class LineageState:
     reports: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     failure: Failure | None = None
+    origin: NotebookOrigin | None = None
+    """The bundle version of a notebook given by a relative path (``task.bundle``)."""
 
 
 def operator_lineage(state: LineageState | None, *, notebook: str, finished: bool) -> Any:
@@ -104,6 +108,7 @@ def _run_facet(state: LineageState, finished: bool) -> Any:
         cells: int | None = None
         durationSeconds: float | None = None
         failure: dict[str, Any] | None = None
+        bundle: dict[str, Any] | None = None
 
         @staticmethod
         def _get_schema() -> str:
@@ -111,6 +116,8 @@ def _run_facet(state: LineageState, finished: bool) -> Any:
 
     values: dict[str, Any] = {"parameters": dict(state.parameters), "notebook": state.notebook,
                               "outputNotebook": state.output}
+    if state.origin is not None:
+        values["bundle"] = state.origin.to_json()
     nb = state.nb
     if finished and nb is not None:
         meta = nb.metadata

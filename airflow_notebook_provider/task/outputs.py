@@ -2,7 +2,7 @@
 
 An attempt's location is kept three ways, each for a reader that cannot use the others:
 
-- XCom ``output_notebook`` (the location, for downstream tasks) and ``notebook_record`` (an ``AttemptRecord``),
+- XCom ``output_notebook`` (the location, for downstream tasks) and ``notebook_record`` (an ``LocationRecord``),
   pushed by ``NotebookOutputLink.persist`` before the kernel starts. Airflow clears a task's XComs when a new try
   starts, so XCom knows only the latest attempt.
 - ``attempt-<n>.record.json`` under ``[notebook] output_base``, at a place derived from the attempt's identity
@@ -29,10 +29,8 @@ from airflow.providers.common.compat.sdk import conf
 from airflow_notebook_provider import config
 from airflow_notebook_provider.engine.storage import is_url, unique_piece
 from airflow_notebook_provider.hooks.notebook import NotebookHook
-from airflow_notebook_provider.results import OUTPUT_XCOM_KEY, RECORD_XCOM_KEY
+from airflow_notebook_provider.notebook.origin import ORIGIN_KEY, NotebookOrigin, parse_origin
 
-XCOM_KEY = OUTPUT_XCOM_KEY
-RECORD_KEY = RECORD_XCOM_KEY
 RECORD_SUFFIX = ".record.json"
 
 log = logging.getLogger(__name__)
@@ -55,18 +53,23 @@ class TaskInstanceId:
 
 
 @dataclass(frozen=True)
-class AttemptRecord:
-    """Where one attempt wrote its notebook, and the connection that reaches it."""
+class LocationRecord:
+    """Where one attempt wrote its notebook, and the connection that reaches it; ``notebook``: which version of a
+    bundle's notebook it runs (``notebook.origin``), for a notebook given by a relative path."""
 
     location: str
     conn_id: str | None
     try_number: int | None
+    notebook: NotebookOrigin | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"location": self.location, "conn_id": self.conn_id, "try_number": self.try_number}
+        value: dict[str, Any] = {"location": self.location, "conn_id": self.conn_id, "try_number": self.try_number}
+        if self.notebook is not None:
+            value[ORIGIN_KEY] = self.notebook.to_json()
+        return value
 
     @classmethod
-    def parse(cls, value: Any) -> AttemptRecord | None:
+    def parse(cls, value: Any) -> LocationRecord | None:
         """A record from XCom or a record file: a plain JSON object with a non-empty string ``location``, a string
         (or null) ``conn_id`` and an integer (or null) ``try_number``; None for anything else (a serialized class,
         a list, a field of another type), which the viewer then treats as no record."""
@@ -77,7 +80,7 @@ class AttemptRecord:
             return None
         if try_number is not None and (not isinstance(try_number, int) or isinstance(try_number, bool)):
             return None
-        return cls(location, conn_id or None, try_number)
+        return cls(location, conn_id or None, try_number, parse_origin(value.get(ORIGIN_KEY)))
 
 
 # -- layout ------------------------------------------------------------------------------------------------------
@@ -133,7 +136,7 @@ def choose_output(hook: NotebookHook, ti: TaskInstanceId, try_number: int, confi
     return candidate
 
 
-def write_record_file(hook: NotebookHook, ti: TaskInstanceId, record: AttemptRecord) -> None:
+def write_record_file(hook: NotebookHook, ti: TaskInstanceId, record: LocationRecord) -> None:
     """Keep this attempt's record where a later retry cannot erase it; a failure only costs the attempts list."""
     try:
         assert record.try_number is not None

@@ -52,8 +52,8 @@ from airflow_notebook_provider.links.notebook import task_instance_url, viewer_p
 from airflow_notebook_provider.notebook.compare import compare
 from airflow_notebook_provider.notebook.record import read_run
 from airflow_notebook_provider.task.outputs import TaskInstanceId
-from airflow_notebook_provider.viewer import compare_page, downloads, page
-from airflow_notebook_provider.viewer.access import DAG_ROUTE, Named, can_read
+from airflow_notebook_provider.viewer import compare_page, downloads, history, page
+from airflow_notebook_provider.viewer.access import DAG_ROUTE, Named, can_read, task_instance
 from airflow_notebook_provider.viewer.attempts import (
     Attempt,
     TaskTry,
@@ -62,7 +62,7 @@ from airflow_notebook_provider.viewer.attempts import (
     list_attempts,
     task_tries,
 )
-from airflow_notebook_provider.viewer.loading import Removed, TooLarge, choose, load, notebook_of
+from airflow_notebook_provider.viewer.loading import Removed, TooLargeToShow, choose, load_attempt, notebook_of
 from airflow_notebook_provider.viewer.plugin import base_path
 from airflow_notebook_provider.viewer.published import published_files, published_reports
 from airflow_notebook_provider.viewer.responses import PAGE_HEADERS, SECURITY_HEADERS, error
@@ -99,7 +99,7 @@ def view(named: Named, try_number: int | None = Query(None, ge=1), view: str = Q
         if isinstance(exc, Removed):  # what happened to it, on a normal page: not an error
             return HTMLResponse(page.error_page(200, exc.title, exc.detail, others, show_status=False),
                                 headers=PAGE_HEADERS)
-        if isinstance(exc, TooLarge):  # said, with the way to open it: the download streams it
+        if isinstance(exc, TooLargeToShow):  # said, with the way to open it: the download streams it
             return HTMLResponse(page.error_page(200, exc.title, exc.detail, others, show_status=False,
                                                 download=_url("download", ti, exc.try_number)),
                                 headers=PAGE_HEADERS)
@@ -123,7 +123,9 @@ def view(named: Named, try_number: int | None = Query(None, ge=1), view: str = Q
               else ("Report view", _url("view", ti, attempt.try_number, view="report")))
     head = page.header(ti=ti, attempt=attempt, attempts=attempts, loaded=loaded, run=run, urls=urls,
                        attempt_url=lambda n: _url("view", ti, n, **mode), compare_links=compare_links,
-                       reports=reports, files=files, toggle=toggle)
+                       reports=reports, files=files, toggle=toggle,
+                       cell_chart=history.cell_figure(loaded.notebook, urls["notebook"],
+                                                      _url("history", ti, None, limit=history.DEFAULT_ATTEMPTS)))
     body = page.page(head, urls["notebook"], f"{ti.task_id} attempt {attempt.try_number} — {ti.dag_id}")
     return HTMLResponse(body, headers=PAGE_HEADERS)
 
@@ -206,8 +208,8 @@ def compare_view(
                     against_try is None and against == "last_success")]
         choices += [pick(t) for t in tries if (t.run_id, t.try_number) != (ti.run_id, this)]
         other_ti, other_try, other_label = _other_side(ti, attempt, attempts, against, against_run_id, against_try)
-        loaded_b = load(ti, this)
-        loaded_a = load(other_ti, other_try)
+        loaded_b = load_attempt(ti, this)
+        loaded_a = load_attempt(other_ti, other_try)
         other_state = next((t.state for t in tries if (t.run_id, t.try_number) == (other_ti.run_id, other_try)), None)
     except ViewerError as exc:
         return HTMLResponse(page.error_page(exc.status, exc.title, exc.detail, [(c[0], c[1]) for c in choices]),
@@ -221,7 +223,25 @@ def compare_view(
         side_b=(f"this attempt ({this}): {loaded_b.record.location}", _url("view", ti, this), attempt.state),
         choices=choices,
         back_url=_url("view", ti, this),
+        chart=history.compare_figure(result, loaded_a.notebook, loaded_b.notebook),
     )
+    return HTMLResponse(body, headers=PAGE_HEADERS)
+
+
+@app.get(DAG_ROUTE + "/history", dependencies=[can_read], response_class=HTMLResponse)
+def history_view(
+    named: Named, limit: int = Query(history.DEFAULT_ATTEMPTS, ge=1, le=history.MAX_ATTEMPTS)
+) -> Response:
+    """The task's last ``limit`` attempts across its runs: duration and state over time, the slowest cells'
+    durations (``history``). The task is named as elsewhere; ``run_id`` only gives the way back to its page."""
+    try:
+        ti = task_instance(named.dag_id, named.run_id or "-", named.task_id, named.map_index)  # any run will do
+        points = history.gather(ti, limit)
+    except ViewerError as exc:
+        return error(exc)
+    body = history.history_page(
+        ti, points, limit=limit, back_url=_url("view", ti, None) if named.run_id else None,
+        view_url=lambda run_id, n: _url("view", TaskInstanceId(ti.dag_id, run_id, ti.task_id, ti.map_index), n))
     return HTMLResponse(body, headers=PAGE_HEADERS)
 
 

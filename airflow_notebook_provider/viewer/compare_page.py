@@ -48,8 +48,10 @@ def render(
     side_b: tuple[str, str, str | None],
     choices: Sequence[tuple[str, str, bool]],
     back_url: str,
+    chart: str = "",
 ) -> str:
-    """The page. ``side_*`` are (label, viewer URL, Airflow state); ``choices`` (label, compare URL, current)."""
+    """The page. ``side_*`` are (label, viewer URL, Airflow state); ``choices`` (label, compare URL, current);
+    ``chart``: the per-cell time and memory difference (``history.compare_figure``), HTML already escaped."""
     def side(name: str, s: tuple[str, str, str | None], status: str, duration: float | None) -> str:
         label, url, state = s
         return (f"<tr><th>{name}</th><td><a href='{esc(url)}'>{esc(label)}</a></td><td>{_state(state)}</td>"
@@ -73,6 +75,8 @@ def render(
         parts.append("<p id='anp-param-diff' class='anp-same'>None: both ran with the same parameters.</p>")
 
     parts.append("<h2>Input notebook</h2><div id='anp-input'>")
+    if c.version_note:
+        parts.append(f"<p id='anp-versions' class='anp-changed'>{esc(c.version_note)}</p>")
     sha = f"<code>{esc(c.input_sha256_a or '?')}</code>"
     if c.input_changed:
         parts.append(f"<p class='anp-changed'>Changed: sha256 {sha} → <code>{esc(c.input_sha256_b or '?')}</code>"
@@ -106,6 +110,7 @@ def render(
     else:
         parts.append("<p id='anp-first-status' class='anp-same'>None: every cell ended the same way.</p>")
 
+    parts.append(chart)
     parts.append("<h2>Cells side by side</h2><table id='anp-cells'><tr><th>Cell</th><th>Status A</th>"
                  "<th>Status B</th><th>Duration A</th><th>Duration B</th><th>Source</th></tr>")
     for cell in c.cells:

@@ -19,7 +19,7 @@ from airflow_notebook_provider.task.outputs import TaskInstanceId
 from airflow_notebook_provider.viewer import lookup, safe_read
 from airflow_notebook_provider.viewer.access import DAG_ROUTE, Named, can_read
 from airflow_notebook_provider.viewer.attempts import ViewerError
-from airflow_notebook_provider.viewer.loading import TooLarge, choose, load, viewer_error
+from airflow_notebook_provider.viewer.loading import TooLargeToShow, choose, load_attempt, viewer_error
 from airflow_notebook_provider.viewer.lookup import Loaded, OutputNotFound
 from airflow_notebook_provider.viewer.published import attachment, file_stem, published_files, published_reports
 from airflow_notebook_provider.viewer.responses import DOWNLOAD_HEADERS, SECURITY_HEADERS, error
@@ -63,8 +63,8 @@ def download(named: Named, try_number: int | None = Query(None, ge=1)) -> Respon
         ti = named.identity()
         attempt, _ = choose(ti, try_number)
         try:
-            loaded: Loaded | None = load(ti, attempt.try_number)
-        except TooLarge:
+            loaded: Loaded | None = load_attempt(ti, attempt.try_number)
+        except TooLargeToShow:
             loaded = None
         if loaded is None:
             try:
@@ -84,8 +84,8 @@ def _published_by(ti: TaskInstanceId, try_number: int) -> Loaded:
     """The attempt's notebook for its lists of reports and files: parsed whole up to ``viewer_max_bytes``, else
     only its ``metadata.airflow`` (scanned in bounded memory)."""
     try:
-        return load(ti, try_number)
-    except TooLarge:
+        return load_attempt(ti, try_number)
+    except TooLargeToShow:
         try:
             return lookup.load_airflow_metadata(ti, try_number)
         except OutputNotFound as exc:

@@ -1,5 +1,5 @@
 """Which attempt a request means and its notebook, as the routes need them: chosen among the task instance's
-attempts, loaded (``lookup.load``) within ``[notebook] viewer_max_bytes``, and every reason it cannot be shown
+attempts, loaded (``lookup.read_output``) within ``[notebook] viewer_max_bytes``, and every reason it cannot be shown
 turned into a ``ViewerError`` the page can say (removed by retention, too large, missing, unreachable).
 """
 
@@ -50,36 +50,36 @@ def removed_by_retention(ti: TaskInstanceId, try_number: int) -> dict[str, Any] 
         return None
 
 
-class TooLarge(ViewerError):
+class TooLargeToShow(ViewerError):
     """The notebook is larger than ``[notebook] viewer_max_bytes``: a fact with a way out (the download)."""
 
-    def __init__(self, exc: lookup.TooLarge) -> None:
+    def __init__(self, exc: lookup.OutputTooLarge) -> None:
         super().__init__(200, exc.title, exc.detail)
         self.size, self.limit, self.try_number = exc.size, exc.limit, exc.try_number
 
 
 def viewer_error(ti: TaskInstanceId, try_number: int, exc: OutputNotFound) -> ViewerError:
     """What the page says when ``lookup`` found no notebook to show."""
-    if isinstance(exc, lookup.TooLarge):
-        return TooLarge(exc)
+    if isinstance(exc, lookup.OutputTooLarge):
+        return TooLargeToShow(exc)
     if exc.reason == "missing" and (note := removed_by_retention(ti, try_number)) is not None:
         return Removed(ti, try_number, note)
     return ViewerError(502 if exc.reason == "unreachable" else 404, exc.title, exc.detail)
 
 
-def load(ti: TaskInstanceId, try_number: int) -> Loaded:
-    """The attempt's notebook, checked to be that attempt's own (``lookup.load``), if it is at most
+def load_attempt(ti: TaskInstanceId, try_number: int) -> Loaded:
+    """The attempt's notebook, checked to be that attempt's own (``lookup.read_output``), if it is at most
     ``[notebook] viewer_max_bytes`` (checked before reading it); else an error page's reason."""
     try:
-        return lookup.load(ti, try_number, max_bytes=safe_read.max_bytes())[1]
+        return lookup.read_output(ti, try_number, max_bytes=safe_read.max_bytes())[1]
     except OutputNotFound as exc:
         raise viewer_error(ti, try_number, exc) from None
 
 
 def notebook_of(ti: TaskInstanceId, attempt: Attempt) -> Loaded:
-    """The attempt's notebook (``load``); a running attempt without one yet is said so."""
+    """The attempt's notebook (``load_attempt``); a running attempt without one yet is said so."""
     try:
-        return load(ti, attempt.try_number)
+        return load_attempt(ti, attempt.try_number)
     except ViewerError as exc:
         if attempt.in_progress and exc.status == 404:
             raise ViewerError(404, "Notebook not written yet",

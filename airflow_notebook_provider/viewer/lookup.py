@@ -5,7 +5,7 @@ A record (XCom ``notebook_record``, an ``attempt-<n>.record.json``) is data a ta
 and a recorded location is read only if it lies under ``[notebook] output_base`` or ``viewer_allowed_locations``
 (symbolic links resolved), is one the task writes (its default layout or its ``output_notebook``) and holds a
 regular file; with the connection the task's operator names, never one from the record (``safe_read``). Then
-``load`` serves a notebook only if its ``metadata.airflow`` names the attempt asked for.
+``read_output`` serves a notebook only if its ``metadata.airflow`` names the attempt asked for.
 
 What the metadata DB says about the task instance (its XCom record, its operator's fields, an attempt's host) is
 read by ``metadata_db``; ``xcom_record`` is also reached from here (the CLI's ``debug`` imports it from this module).
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_notebook_provider.engine.storage import is_url
-from airflow_notebook_provider.task.outputs import AttemptRecord, TaskInstanceId, default_output, record_location
+from airflow_notebook_provider.task.outputs import LocationRecord, TaskInstanceId, default_output, record_location
 from airflow_notebook_provider.viewer import safe_read
 from airflow_notebook_provider.viewer.metadata_db import TaskFacts, attempt_hostname, task_facts, xcom_record
 from airflow_notebook_provider.viewer.scan import scan_airflow_metadata
@@ -35,7 +35,7 @@ READ_RETRY_SECONDS = 3.0
 class Loaded:
     """One attempt's output notebook as stored: the original bytes and the parsed JSON."""
 
-    record: AttemptRecord
+    record: LocationRecord
     data: bytes
     notebook: dict[str, Any]
 
@@ -49,7 +49,7 @@ class OutputNotFound(Exception):
         self.reason, self.title, self.detail = reason, title, detail
 
 
-class TooLarge(OutputNotFound):
+class OutputTooLarge(OutputNotFound):
     """The attempt's notebook is larger than the viewer renders (``[notebook] viewer_max_bytes``): download it."""
 
     def __init__(self, try_number: int | None, location: str, size: int, limit: int) -> None:
@@ -111,7 +111,7 @@ def read_record_file(ti: TaskInstanceId, try_number: int, conn_id: str | None) -
         return None
 
 
-def find(ti: TaskInstanceId, try_number: int | None, facts: TaskFacts | None = None) -> AttemptRecord | None:
+def find(ti: TaskInstanceId, try_number: int | None, facts: TaskFacts | None = None) -> LocationRecord | None:
     """Where attempt ``try_number`` (None: the latest) wrote its notebook: XCom, else its record file under
     ``output_base``, else the default location; None if none of them knows."""
     latest = xcom_record(ti)
@@ -119,7 +119,7 @@ def find(ti: TaskInstanceId, try_number: int | None, facts: TaskFacts | None = N
         return latest
     # The record file lives in output_base, which the task reached with its own connection (its operator's).
     facts = facts if facts is not None else task_facts(ti)
-    found = AttemptRecord.parse(read_record_file(ti, try_number, facts.conn_id))
+    found = LocationRecord.parse(read_record_file(ti, try_number, facts.conn_id))
     if found is not None and found.try_number in (None, try_number):
         return found
     default = default_output(ti, try_number)
@@ -127,7 +127,7 @@ def find(ti: TaskInstanceId, try_number: int | None, facts: TaskFacts | None = N
         safe_read.open_checked(safe_read.resolve(default, facts.conn_id), READ_RETRY_SECONDS).close()
     except Exception:  # noqa: BLE001 - nothing readable there: the try is listed, without a notebook
         return None
-    return AttemptRecord(default, facts.conn_id, try_number)
+    return LocationRecord(default, facts.conn_id, try_number)
 
 
 def _here() -> str:
@@ -155,7 +155,7 @@ def _on_a_workers_disk(ti: TaskInstanceId, wanted: int | None, location: str, wh
             "after the change can be viewed here.")
 
 
-def _opened(ti: TaskInstanceId, try_number: int | None) -> tuple[int | None, AttemptRecord, safe_read.Opened]:
+def _opened(ti: TaskInstanceId, try_number: int | None) -> tuple[int | None, LocationRecord, safe_read.Opened]:
     """Find an attempt's notebook, check where it is, and open it: (the try it must name, its record, the file).
 
     Raises ``OutputNotFound``. Whether a location is allowed is decided before anything at it is looked at, and the
@@ -191,7 +191,7 @@ def _opened(ti: TaskInstanceId, try_number: int | None) -> tuple[int | None, Att
             "the task's output_notebook, so it is not read.",
         )
     try:
-        return wanted, AttemptRecord(location, target.conn_id, wanted), safe_read.open_checked(target,
+        return wanted, LocationRecord(location, target.conn_id, wanted), safe_read.open_checked(target,
                                                                                              READ_RETRY_SECONDS)
     except safe_read.NotAllowed:
         raise refused from None
@@ -250,17 +250,17 @@ def _check_identity(ti: TaskInstanceId, wanted: int | None, location: str, meta:
     return claimed[4]
 
 
-def load(ti: TaskInstanceId, try_number: int | None, max_bytes: int | None = None) -> tuple[int, Loaded]:
+def read_output(ti: TaskInstanceId, try_number: int | None, max_bytes: int | None = None) -> tuple[int, Loaded]:
     """Read an attempt's output notebook (None: the latest) and check that it is that attempt's own.
 
-    Returns the try number and the notebook; raises ``OutputNotFound`` saying why nothing can be shown, ``TooLarge``
+    Returns the try number and the notebook; raises ``OutputNotFound`` saying why nothing can be shown, ``OutputTooLarge``
     when the file is larger than ``max_bytes`` (checked before reading it).
     """
     wanted, record, opened = _opened(ti, try_number)
     location = record.location
     if max_bytes is not None and opened.size > max_bytes:
         opened.close()
-        raise TooLarge(wanted, location, opened.size, max_bytes)
+        raise OutputTooLarge(wanted, location, opened.size, max_bytes)
     try:
         data = opened.read_all()
     except Exception as exc:  # noqa: BLE001
@@ -280,7 +280,7 @@ _verified: OrderedDict[tuple[Any, ...], int] = OrderedDict()
 _verified_lock = threading.Lock()
 
 
-def open_download(ti: TaskInstanceId, try_number: int | None) -> tuple[int, AttemptRecord, safe_read.Opened]:
+def open_download(ti: TaskInstanceId, try_number: int | None) -> tuple[int, LocationRecord, safe_read.Opened]:
     """An attempt's notebook, checked to be that attempt's own, opened at its start to be streamed as it is.
 
     The check reads the file once in chunks (``scan_airflow_metadata``: bounded memory whatever the size); a local

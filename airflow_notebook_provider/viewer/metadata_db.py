@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_notebook_provider.results import RECORD_XCOM_KEY
-from airflow_notebook_provider.task.outputs import AttemptRecord, TaskInstanceId
+from airflow_notebook_provider.task.outputs import LocationRecord, TaskInstanceId
 
 log = logging.getLogger(__name__)
 
 
-def xcom_record(ti: TaskInstanceId) -> AttemptRecord | None:
+def xcom_record(ti: TaskInstanceId) -> LocationRecord | None:
     """The record the latest attempt pushed to XCom, read from the metadata DB as plain JSON, or None.
 
     Never through Airflow's XCom deserialization: the api-server does not instantiate classes named in data a
@@ -39,7 +39,7 @@ def xcom_record(ti: TaskInstanceId) -> AttemptRecord | None:
                 XComModel.key == RECORD_XCOM_KEY,
             )
         )
-    return AttemptRecord.parse(plain_json(row))
+    return LocationRecord.parse(plain_json(row))
 
 
 def plain_json(value: Any) -> Any:

@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from airflow_notebook_provider.notebook.origin import NotebookOrigin, read_origin
 from airflow_notebook_provider.notebook.record import FailedCell, RunSummary
 from airflow_notebook_provider.task.outputs import TaskInstanceId
+from airflow_notebook_provider.viewer import charts
 from airflow_notebook_provider.viewer.attempts import Attempt
 from airflow_notebook_provider.viewer.lookup import Loaded
 
@@ -60,6 +62,9 @@ NOTEBOOK_STYLE = """
 .celltag_airflow-failing-cell{outline:3px solid #d32f2f;outline-offset:2px;background:#fff5f5;scroll-margin-top:16px}
 .celltag_airflow-failing-cell::before{content:"Failing cell";display:block;color:#fff;background:#d32f2f;
  font:600 12px system-ui,sans-serif;padding:2px 8px;width:max-content}
+.celltag_skip-execution{opacity:.7}
+.celltag_skip-execution::before{content:"Not run (skip-execution)";display:block;color:#555;background:#eee;
+ font:600 12px system-ui,sans-serif;padding:2px 8px;width:max-content}
 """
 COMPARE_STYLE = """
 body.anp-compare-page{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;font-size:14px;color:#222}
@@ -86,7 +91,7 @@ STYLESHEET_ROUTE = "static/viewer.css"
 
 def stylesheet() -> str:
     """The one stylesheet of the header, error and compare pages (served at ``STYLESHEET_ROUTE``)."""
-    return STYLE + COMPARE_STYLE
+    return STYLE + COMPARE_STYLE + charts.STYLE
 
 
 def stylesheet_url() -> str:
@@ -254,6 +259,14 @@ def _table(rows: Sequence[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
 
+def _origin_row(origin: NotebookOrigin | None) -> list[tuple[str, str]]:
+    """"notebook at <bundle>@<short version>" for a notebook read from the DAG's bundle (full version on hover)."""
+    if origin is None:
+        return []
+    return [("Notebook version", f"<span id='anp-notebook-version' title='{esc(origin.version or '')}'>notebook at "
+                                 f"<code>{esc(origin.label)}</code> (<code>{esc(origin.path)}</code>)</span>")]
+
+
 def _state(state: str | None) -> str:
     s = state or "none"
     return f"<span class='anp-state anp-state-{esc(s)}'>{esc(s)}</span>"
@@ -272,12 +285,14 @@ def header(
     reports: Sequence[tuple[str, str]] = (),
     files: Sequence[tuple[str, str, int | None]] = (),
     toggle: tuple[str, str] | None = None,
+    cell_chart: str = "",
 ) -> str:
     """The block above the notebook: what ran, how it ended, with what, the other attempts, and "Compare".
 
     ``reports`` (format, url) and ``files`` (path, url, bytes) are what the attempt published beside its
     notebook; ``toggle`` (label, url) switches between the full notebook and the report view. ``urls['notebook']``
     is the frame's URL: "Jump to the failing cell" loads its fragment in the frame, which scrolls there.
+    ``cell_chart``: the time and memory per cell (``history.cell_figure``), HTML already escaped.
     """
     fail = run.failed_cell
     start = attempt.start_date or run.start_time
@@ -297,6 +312,7 @@ def header(
         ("Duration", esc(_duration(duration)) if not attempt.in_progress else "—"),
         ("Input notebook", f"<code>{esc(run.input_path)}</code>"),
         ("Input sha256", f"<code>{esc(run.input_sha256)}</code>"),
+        *_origin_row(read_origin(loaded.notebook)),
         ("Output notebook", f"<code>{esc(loaded.record.location)}</code>"),
     ])
     params = run.parameters
@@ -354,7 +370,7 @@ def header(
             + "</ul></div>")
     title = f"Notebook of {ti.task_id}, attempt {attempt.try_number}"
     return (
-        f"<div class='anp-header' id='anp-header'><h1>{esc(title)}</h1>{actions}{notes}"
+        f"<div class='anp-header' id='anp-header'><h1>{esc(title)}</h1>{actions}{notes}{cell_chart}"
         f"{identity}{times}{param_table}{attempt_list}</div>"
     )
 

@@ -23,16 +23,11 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import code_cells, read_nb, run_dag, s3_client, stream_text
+from tests.helpers import AIRFLOW_NOTEBOOK, cli, code_cells, read_nb, run_dag, s3_client, stream_text
 
-EXE = str(Path(sys.executable).with_name("airflow-notebook"))
+EXE = AIRFLOW_NOTEBOOK
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 LINK_KEY = "_link_NotebookOutputLink"
-
-
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def error_cells(nb: dict) -> list[dict]:

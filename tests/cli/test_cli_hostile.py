@@ -26,9 +26,10 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import code_cells, python_notebook, read_nb, run_dag, stream_text
+from tests.helpers import AIRFLOW_NOTEBOOK, code_cells, python_notebook, read_nb, run_dag, stream_text
+from tests.helpers import cli as plain_cli
 
-EXE = str(Path(sys.executable).with_name("airflow-notebook"))
+EXE = AIRFLOW_NOTEBOOK
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 CONTROL = ("\x1b", "\x07", "\x9b", "\x9d", "\x00")
 
@@ -39,8 +40,7 @@ def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
     so a command that does not ask ignores it); else stdin is not a terminal."""
     base = {**os.environ, **(env or {})}
     if answer is None:
-        return subprocess.run([EXE, *args], cwd=cwd, env=base, capture_output=True, text=True, timeout=180,
-                              stdin=subprocess.DEVNULL)
+        return plain_cli(*args, cwd=cwd, env=env)
     primary, replica = pty.openpty()
     try:
         os.write(primary, answer.encode() + b"\n")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -16,16 +14,11 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import run_dag
+from tests.helpers import AIRFLOW_NOTEBOOK, cli, run_dag
 
-EXE = str(Path(sys.executable).with_name("airflow-notebook"))
+EXE = AIRFLOW_NOTEBOOK
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 LINK_KEY = "_link_NotebookOutputLink"
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *args], env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=180, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from airflow.sdk import DAG
 from packaging.version import Version
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import code_cells, read_nb, run_dag, stream_text
+from tests.helpers import AIRFLOW_NOTEBOOK, code_cells, read_nb, run_dag, stream_text
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 SECRET = "s3cr3t-T0ken-9f8e7d6c"
@@ -86,7 +85,7 @@ def test_secret_parameter_reaches_the_kernel_and_is_written_nowhere(airflow_db, 
     assert log.count("NotebookTaskFailed") == 0
 
     # The debug loop keeps working: rerun reads the secret from the same variable, and asks for it when missing.
-    exe = str(Path(sys.executable).with_name("airflow-notebook"))
+    exe = AIRFLOW_NOTEBOOK
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEBOOK_SECRET_")}
     proc = subprocess.run([exe, "rerun", str(output), "-o", str(tmp_path / "rerun.ipynb")], env=env,
                           capture_output=True, text=True, timeout=120)

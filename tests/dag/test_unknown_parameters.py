@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pendulum
@@ -13,10 +12,10 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import code_cells, read_nb, run_dag, stream_text
+from tests.helpers import AIRFLOW_NOTEBOOK, code_cells, read_nb, run_dag, stream_text
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
-EXE = str(Path(sys.executable).with_name("airflow-notebook"))
+EXE = AIRFLOW_NOTEBOOK
 
 
 def test_warn_fail_ignore(airflow_db, make_notebook, capfd) -> None:

@@ -18,8 +18,9 @@ import pytest
 from airflow_notebook_provider.notebook.compare import MAX_DIFF_LINES, compare
 from airflow_notebook_provider.notebook.record import ERROR_MARKER_TAG
 from bench.compare_scale import notebook as scale_notebook
+from tests.helpers import AIRFLOW_NOTEBOOK
 
-EXE = str(Path(sys.executable).with_name("airflow-notebook"))
+EXE = AIRFLOW_NOTEBOOK
 
 
 def notebook_pair(n: int, shape: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -27,7 +27,7 @@ from airflow_notebook_provider.engine import Execution, ExecutionSettings, RunRe
 from airflow_notebook_provider.engine.kernels.environments import PythonEnvironment
 from airflow_notebook_provider.engine.storage import write_atomic
 from airflow_notebook_provider.notebook.errors import NotebookInputError
-from airflow_notebook_provider.results import read_records
+from airflow_notebook_provider.results import read_results
 from tests.helpers import code_cells, kernel_processes, read_nb, stream_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,7 +168,7 @@ def test_notebook_runs_in_its_own_environment(venv: Venv, make_notebook, tmp_pat
     assert executable == venv.python  # the virtualenv's interpreter, not the worker's
     assert isolation == "True None None"  # no Airflow there; the worker's PYTHONPATH and VIRTUAL_ENV dropped
     assert stream_text(cells[3]).strip().startswith(str(venv.prefix))  # record came from the virtualenv's copy
-    assert read_records(read_nb(out)) == read_records(result.nb) == {"answer": 42}
+    assert read_results(read_nb(out)) == read_results(result.nb) == {"answer": 42}
     assert read_nb(out)["metadata"]["kernelspec"]["name"] == "python3"
     assert saves.count >= 2  # first and final writes
     assert not kernel_processes()

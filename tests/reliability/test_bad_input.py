@@ -54,7 +54,7 @@ def test_bad_input_fails_clearly_before_any_cell_runs(airflow_db, tmp_path: Path
         "unknown_kernel_arg": ({"notebook": good, "kernel_name": "nope-kernel"}, ["NotebookTaskInputError", "'nope-kernel' (asked for by `kernel_name`)"]),
         "other_language": ({"notebook": str(paths["other_language"])}, ["NotebookTaskInputError", "language is 'R'", "set `kernel_name`"]),
         "output_is_input": ({"notebook": good, "output_notebook": good, "retries": 2}, ["NotebookTaskConfigError", "is the input notebook", "Set `output_notebook`"]),
-        "output_unwritable": ({"notebook": good, "output_notebook": unwritable}, ["Cannot write the output notebook", unwritable, "Make the folder writable"]),
+        "output_unwritable": ({"notebook": good, "output_notebook": unwritable}, [f"Cannot write {unwritable}", "Make the folder writable"]),
         "bad_param_name": ({"notebook": good, "parameters": {"my-param": 1}, "retries": 2}, ["NotebookTaskConfigError", "'my-param' is not a valid Python identifier", "Rename the key"]),
         "bad_param_type": ({"notebook": good, "parameters": {"when": {1, 2}}, "retries": 2}, ["NotebookTaskConfigError", "'when'", "builtins.set", "convert it"]),
         "bad_template": ({"notebook": good, "parameters": {"day": "{{ no_such_variable.attr }}"}}, ["field 'parameters'", "no_such_variable"]),

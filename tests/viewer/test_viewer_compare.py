@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,13 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import run_dag
+from tests.helpers import AIRFLOW_NOTEBOOK, run_dag
 from tests.viewer.conftest import Api
 from tests.viewer.test_viewer_api import route
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 DAG_ID = "t_viewer_compare"
-EXE = str(Path(sys.executable).with_name("airflow-notebook"))
+EXE = AIRFLOW_NOTEBOOK
 
 
 @pytest.fixture(scope="module")
