@@ -35,8 +35,10 @@ class _Process:
 def sampler_costs(seconds: float = 10.0, cells: int = 2000) -> tuple[float, int, float]:
     """Against a real ipykernel process: CPU seconds this process spends per second of sampling, the samples taken,
     and the CPU seconds of one ``start()`` + ``stop()`` pair (what each cell pays, however short)."""
-    kernel = subprocess.Popen([sys.executable, "-m", "ipykernel_launcher", "-f", os.devnull], start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The kernel writes its connection file (replacing whatever is there): a file of our own, never os.devnull.
+    folder = tempfile.mkdtemp(prefix="nb-sampling-kernel-")
+    kernel = subprocess.Popen([sys.executable, "-m", "ipykernel_launcher", "-f", os.path.join(folder, "kernel.json")],
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(3)  # let it import
         sampler = CellSampler(_Process(kernel.pid))
@@ -53,6 +55,7 @@ def sampler_costs(seconds: float = 10.0, cells: int = 2000) -> tuple[float, int,
     finally:
         kernel.kill()
         kernel.wait()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

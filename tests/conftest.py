@@ -32,10 +32,6 @@ import pytest  # noqa: E402
 
 from tests.helpers import MotoServer, start_moto  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-CORPUS = SHARED / "corpus" / "nbclient"
-
 
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
@@ -107,3 +103,11 @@ def pytest_report_header() -> str:
 
     packages = ("apache-airflow", "apache-airflow-task-sdk", "apache-airflow-providers-common-compat")
     return "airflow: " + ", ".join(f"{name} {version(name)}" for name in packages)
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The documentation site, built once per session as `make docs` builds it (tests/docs_site.py)."""
+    from tests.docs_site import build_site
+
+    return build_site(tmp_path_factory.mktemp("site"))

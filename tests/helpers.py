@@ -15,6 +15,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+REPO = Path(__file__).resolve().parent.parent
+"""The project's folder (this file is in its tests/)."""
+
 
 @dataclass
 class TaskResult:
@@ -104,6 +107,13 @@ def python_notebook(*sources: str, metadata: dict[str, Any] | None = None) -> An
             cell.metadata["tags"] = ["parameters"]
     meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}, **(metadata or {})}
     return nbformat.v4.new_notebook(cells=cells, metadata=meta)
+
+
+def upload_notebook(client: Any, bucket: str, key: str, *sources: str) -> None:
+    """Put a Python notebook made from cell sources (``python_notebook``) at ``bucket``/``key`` with an S3 client."""
+    import nbformat
+
+    client.put_object(Bucket=bucket, Key=key, Body=nbformat.writes(python_notebook(*sources)).encode())
 
 
 def read_nb(path: str | Path) -> dict[str, Any]:

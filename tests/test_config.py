@@ -17,8 +17,9 @@ import pendulum
 import pytest
 
 from airflow_notebook_provider import config
+from airflow_notebook_provider.notebook.errors import NotebookConfigError
+from tests.docs_site import Tables
 from tests.helpers import run_dag
-from tests.test_docs import _Tables, site  # noqa: F401 - the docs build fixture, reused
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 NAMES = [o.name for o in config.OPTIONS]
@@ -46,9 +47,9 @@ def test_provider_info_declares_exactly_the_options_with_their_defaults() -> Non
     assert options["checkpoint_interval"]["default"] == "30"  # Airflow holds strings: not "30.0"
 
 
-def test_configuration_page_lists_exactly_the_options_with_their_defaults(site: Path) -> None:  # noqa: F811
+def test_configuration_page_lists_exactly_the_options_with_their_defaults(site: Path) -> None:
     page = (site / "configuration.html").read_text(encoding="utf-8")
-    parser = _Tables()
+    parser = Tables()
     parser.feed(page)
     tables = [t for t in parser.tables if t and [c[0] for c in t[0]] == ["Option", "Default", "Type"]]
     assert len(tables) == 1, "configuration.html has no generated table of options"
@@ -89,6 +90,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "viewer_read_timeout": ("3", 3.0),
     "viewer_cache_bytes": ("0", 0),
     "viewer_base_url": ("https://airflow.example.com", "https://airflow.example.com"),
+    "cell_resources": ("off", "off"),
 }
 
 
@@ -102,6 +104,20 @@ def test_the_environment_variable_is_read(unset: None, monkeypatch: pytest.Monke
     monkeypatch.setenv(config.option(name).env_var, text)
     value = config.get(name)
     assert (value, type(value)) == (expected, type(expected))
+
+
+@pytest.mark.parametrize(("text", "expected"), [("off", False), ("On", True), (" no ", False), ("1", True)])
+def test_a_switch_reads_on_and_off(unset: None, monkeypatch: pytest.MonkeyPatch, text: str, expected: bool) -> None:
+    monkeypatch.setenv("AIRFLOW__NOTEBOOK__CELL_RESOURCES", text)
+    assert config.get_switch("cell_resources") is expected
+
+
+def test_a_switch_that_is_neither_names_the_fix(unset: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__NOTEBOOK__CELL_RESOURCES", "sometimes")
+    with pytest.raises(NotebookConfigError) as err:
+        config.get_switch("cell_resources")
+    assert "cell_resources" in str(err.value) and "on or off" in str(err.value)
+    assert "AIRFLOW__NOTEBOOK__CELL_RESOURCES" in str(err.value)
 
 
 @pytest.mark.parametrize(("name", "text", "problem"), [

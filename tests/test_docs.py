@@ -10,65 +10,14 @@
 from __future__ import annotations
 
 import html
-import os
 import re
-import subprocess
-import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
+from tests.docs_site import Tables
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 INCLUDE = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$', re.M)
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site built as `make docs` builds it (`--strict`: a warning or a broken link fails), in a temporary folder."""
-    out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(REPO / "mkdocs.yml"),
-                           "-d", str(out)], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, (
-        f"mkdocs build --strict failed (is the docs extra installed? pip install -e '.[docs]'):\n{proc.stderr}")
-    return out
-
-
-class _Tables(HTMLParser):
-    """Every table of a page: rows of cells, each cell as (text, [texts of its <code> elements])."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tables: list[list[list[tuple[str, list[str]]]]] = []
-        self._cell: list[str] | None = None
-        self._codes: list[str] = []
-        self._code: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr":
-            self.tables[-1].append([])
-        elif tag in ("td", "th"):
-            self._cell, self._codes = [], []
-        elif tag == "code" and self._cell is not None:
-            self._code = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            self.tables[-1][-1].append((" ".join("".join(self._cell).split()), self._codes))
-            self._cell = None
-        elif tag == "code" and self._code is not None:
-            self._codes.append("".join(self._code))
-            self._code = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._code is not None:
-            self._code.append(data)
 
 
 def _text(page: str) -> str:
@@ -83,7 +32,7 @@ def test_configuration_page_lists_exactly_the_declared_options_with_their_defaul
     options = get_provider_info()["config"]["notebook"]["options"]
     assert options, "the provider declares no [notebook] options"
     page = (site / "configuration.html").read_text(encoding="utf-8")
-    parser = _Tables()
+    parser = Tables()
     parser.feed(page)
     tables = [t for t in parser.tables if t and [c[0] for c in t[0]] == ["Option", "Default", "Type"]]
     assert len(tables) == 1, "configuration.html has no generated table of options"

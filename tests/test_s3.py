@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import json
 
-import nbformat
 import pendulum
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import kernel_processes, python_notebook, run_dag, s3_client
-
-
-def upload_notebook(client, bucket: str, key: str, *sources: str) -> None:
-    client.put_object(Bucket=bucket, Key=key, Body=nbformat.writes(python_notebook(*sources)).encode())
+from tests.helpers import kernel_processes, run_dag, s3_client, upload_notebook
 
 
 def get_nb(client, bucket: str, key: str) -> dict:

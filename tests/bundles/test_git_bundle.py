@@ -5,6 +5,7 @@ v1's notebook and records v1's commit, the second run shows v2; "run on latest v
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ import pendulum
 from airflow.sdk import DAG
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 with DAG(dag_id={DAG_ID!r}, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
-    NotebookOperator(task_id="report", notebook="notebooks/report.ipynb", retries=0)
+    NotebookOperator(task_id="report", notebook="notebooks/report.ipynb", input_files=["helpers/*.py"], retries=0)
 """
 
 
@@ -38,11 +39,19 @@ def git(repo: Path, *args: str) -> str:
                           timeout=60).stdout.strip()
 
 
+def helper_source(version: str) -> str:
+    return f"VERSION = {version!r}\n"
+
+
 def commit_notebook(repo: Path, version: str) -> str:
-    """Commit ``notebooks/report.ipynb`` printing ``version``; the commit's sha."""
+    """Commit ``notebooks/report.ipynb`` printing ``version``, and the helper module next to it that it imports
+    (``input_files``); the commit's sha."""
     import nbformat
 
-    nbformat.write(python_notebook(f"print('notebook {version}')"), str(repo / "notebooks" / "report.ipynb"))
+    (repo / "notebooks" / "helpers").mkdir(exist_ok=True)
+    (repo / "notebooks" / "helpers" / "stamp.py").write_text(helper_source(version))
+    nbformat.write(python_notebook("from helpers.stamp import VERSION\nprint('helper', VERSION)",
+                                   f"print('notebook {version}')"), str(repo / "notebooks" / "report.ipynb"))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", version)
     return git(repo, "rev-parse", "HEAD")
@@ -133,6 +142,12 @@ def test_a_cleared_task_reruns_its_runs_notebook_version(scenario: dict[str, Any
         assert (recorded["bundle"], recorded["version"], recorded["path"]) == (BUNDLE, sha, "notebooks/report.ipynb")
         assert recorded["sha256"] == nb["metadata"]["airflow_notebook"]["input_sha256"]
         assert f"/versions/{sha}/" in nb["metadata"]["papermill"]["input_path"]  # the checkout of that commit
+    # The notebook's folder travels with it: the helper of the same version ran, and the output says which.
+    for nb, version in ((first, "v1"), (second, "v2"), (rerun, "v1"), (on_latest, "v2")):
+        assert stream_text(code_cells(nb)[0]).strip() == f"helper {version}"
+        source = helper_source(version).encode()
+        assert nb["metadata"]["airflow"]["input_files"] == [
+            {"path": "helpers/stamp.py", "bytes": len(source), "sha256": hashlib.sha256(source).hexdigest()}]
     xcom = s["af"].api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(s['run2'], safe='')}/taskInstances/report/"
                               "xcomEntries/notebook_record?deserialize=true")["value"]
     assert xcom["notebook"] == second["metadata"]["airflow"]["notebook"]

@@ -73,13 +73,14 @@ def test_a_wrong_argument_that_is_not_templated_fails_when_the_dag_is_parsed(tmp
 def test_a_bug_inside_the_provider_is_retried_not_taken_for_a_wrong_argument(
     airflow_db, make_notebook, monkeypatch
 ) -> None:
-    """Before, any ValueError or TypeError raised while preparing the run became a no-retry config error."""
+    """A ValueError or TypeError raised while preparing the run is not taken for a wrong argument: it is retried."""
     nb = make_notebook("print(1)")
 
-    def broken(self: NotebookOperator) -> Any:
+    def broken(op: NotebookOperator, kernels: Any) -> Any:
         raise TypeError("an internal bug")
 
-    monkeypatch.setattr(NotebookOperator, "_settings", broken)  # a fault that cannot be caused for real
+    # A fault that cannot be caused for real: the settings the operator builds from its arguments.
+    monkeypatch.setattr("airflow_notebook_provider.operators.notebook.execution_settings", broken)
     with DAG(dag_id="t_internal_bug", schedule=None, start_date=START) as dag:
         NotebookOperator(task_id="nb", notebook=str(nb), retries=1, retry_delay=dt.timedelta(0))
     res = run_dag(dag)

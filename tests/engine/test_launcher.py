@@ -27,9 +27,9 @@ import pytest
 from airflow_notebook_provider.engine.kernels import forked
 from airflow_notebook_provider.launcher import server
 from airflow_notebook_provider.notebook.errors import NotebookExecutionError
-from tests.engine.test_runner import run
+from tests.engine.running import run
 from tests.helpers import SECRET_SIZES, memory_scan, read_nb, stream_text
-from tests.reliability.test_kernel_faults import CASES
+from tests.reliability.faults import CASES
 
 REPO = Path(__file__).resolve().parents[2]
 

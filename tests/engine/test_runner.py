@@ -17,37 +17,13 @@ from airflow_notebook_provider.engine import (
     ExecutionSettings,
     LocalKernels,
     NotebookRun,
-    RunResult,
     load,
-    prepare_parameters,
 )
 from airflow_notebook_provider.engine.storage import write_atomic
 from airflow_notebook_provider.notebook.errors import NotebookExecutionError, NotebookInputError
 from airflow_notebook_provider.notebook.record import ERROR_MARKER_TAG
+from tests.engine.running import Recorder, run
 from tests.helpers import code_cells, kernel_processes, read_nb, stream_text
-
-
-class Recorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple[float, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append((time.monotonic(), record.getMessage()))
-
-
-def run(path: Path, out: Path, params: dict | None = None, **settings: object) -> tuple[RunResult, Recorder]:
-    log = logging.getLogger(f"test.{out.name}")
-    log.setLevel(logging.INFO)
-    rec = Recorder()
-    log.addHandler(rec)
-    nb = load(path.read_bytes(), str(path))
-    r = NotebookRun(nb, input_path=str(path), output_path=str(out), save=lambda data: write_atomic(out, data),
-                    parameters=prepare_parameters(params), settings=ExecutionSettings(**settings), log=log)
-    try:
-        return r.run(), rec
-    finally:
-        log.removeHandler(rec)
 
 
 def valid_notebook(path: Path) -> nbformat.NotebookNode:

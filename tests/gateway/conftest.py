@@ -1,6 +1,7 @@
 """The Jupyter Enterprise Gateway of the remote-kernel tests (``server.py``), shared by the session, and the check
-run after every test: no kernel left on the gateway (``GET /api/kernels``), no kernel process left on the gateway's
-side (their command lines carry the gateway's runtime folder) and none on the worker.
+run after every test (``assert_nothing_left``, in ``server.py``): no kernel left on the gateway (``GET /api/kernels``),
+no kernel process left on the gateway's side (their command lines carry the gateway's runtime folder) and none on the
+worker.
 """
 
 from __future__ import annotations
@@ -9,11 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway.server import TOKEN, WORKER_KERNEL, Gateway, start_gateway
-from tests.helpers import kernel_processes
-from tests.processes import wait_for
-
-__all__ = ["TOKEN", "WORKER_KERNEL", "Gateway", "assert_nothing_left", "start_gateway"]
+from tests.gateway.server import Gateway, assert_nothing_left, start_gateway
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +26,3 @@ def gateway_conn(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("AIRFLOW_CONN_GW", gateway.connection_json(connect_timeout=5))
     yield gateway
     assert_nothing_left(gateway)
-
-
-def assert_nothing_left(gw: Gateway) -> None:
-    wait_for(lambda: gw.proc.poll() is not None or not gw.kernels(), 15, "the gateway to hold no kernel")
-    wait_for(lambda: not gw.kernel_processes(), 15, "no kernel process on the gateway's side")
-    wait_for(lambda: not kernel_processes(), 15, "no kernel process on the worker")

@@ -1,5 +1,6 @@
 """Start and stop a real Jupyter Enterprise Gateway (PyPI, in its own virtualenv made by `make gateway`) on
-127.0.0.1 with token auth, in local-process mode, in a folder of its own; used by tests/gateway and bench/gateway.py."""
+127.0.0.1 with token auth, in local-process mode, in a folder of its own; used by tests/gateway and bench/gateway.py.
+``assert_nothing_left``: the check run after every gateway test."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import free_port, stop_group
-from tests.processes import processes_matching
+from tests.helpers import free_port, kernel_processes, stop_group
+from tests.processes import processes_matching, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_BIN = Path(os.environ.get("ANP_GATEWAY_VENV", REPO / ".venv-gateway")) / "bin" / "jupyter-enterprisegateway"
@@ -103,3 +104,9 @@ def start_gateway(folder: Path, *, token: str = TOKEN, port: int | None = None) 
         time.sleep(0.2)
 
 
+def assert_nothing_left(gw: Gateway) -> None:
+    """No kernel left on the gateway (``GET /api/kernels``), no kernel process left on the gateway's side (their
+    command lines carry the gateway's runtime folder) and none on the worker."""
+    wait_for(lambda: gw.proc.poll() is not None or not gw.kernels(), 15, "the gateway to hold no kernel")
+    wait_for(lambda: not gw.kernel_processes(), 15, "no kernel process on the gateway's side")
+    wait_for(lambda: not kernel_processes(), 15, "no kernel process on the worker")

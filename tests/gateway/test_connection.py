@@ -9,7 +9,7 @@ import pytest
 
 from airflow_notebook_provider.hooks.kernel import JupyterGatewayHook, kernels_for_connection
 from airflow_notebook_provider.notebook.errors import NotebookConfigError
-from tests.gateway.conftest import Gateway
+from tests.gateway.server import Gateway
 
 
 def test_the_connection_type_and_its_form_fields_are_registered() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.gateway.conftest import Gateway, assert_nothing_left
+from tests.gateway.server import Gateway, assert_nothing_left
 from tests.helpers import code_cells, load_example, read_nb, run_dag, stream_text
 
 

@@ -14,10 +14,9 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.conftest import CORPUS
-from tests.gateway.conftest import WORKER_KERNEL, Gateway, assert_nothing_left
+from tests.corpus import CASES, CORPUS, check_outcome, task_id_for
+from tests.gateway.server import WORKER_KERNEL, Gateway, assert_nothing_left
 from tests.helpers import run_dag
-from tests.test_corpus import CASES, check_outcome, task_id_for
 
 LOCAL_ONLY = {"Inline Image.ipynb", "Check History in Memory.ipynb"}
 REMOTE_CASES = {k: v for k, v in CASES.items() if k not in LOCAL_ONLY}

@@ -13,7 +13,7 @@ import pytest
 
 from airflow_notebook_provider.engine import Execution, ExecutionSettings, NotebookExecutionError
 from airflow_notebook_provider.engine.kernels.gateway import GatewayKernels, GatewaySettings
-from tests.gateway.conftest import WORKER_KERNEL, Gateway, assert_nothing_left
+from tests.gateway.server import WORKER_KERNEL, Gateway, assert_nothing_left
 from tests.processes import wait_for
 
 

@@ -17,7 +17,7 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.gateway.conftest import WORKER_KERNEL, Gateway, start_gateway
+from tests.gateway.server import WORKER_KERNEL, Gateway, start_gateway
 from tests.helpers import code_cells, read_nb, run_dag, stream_text
 from tests.processes import wait_for
 

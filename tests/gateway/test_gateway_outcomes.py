@@ -9,7 +9,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.gateway.conftest import WORKER_KERNEL, Gateway
+from tests.gateway.server import WORKER_KERNEL, Gateway
 from tests.helpers import code_cells, read_nb, run_dag
 
 

@@ -10,7 +10,7 @@ import nbformat
 from airflow_notebook_provider.engine import Execution, ExecutionSettings
 from airflow_notebook_provider.engine.kernels.gateway import GatewayKernels, GatewaySettings
 from airflow_notebook_provider.notebook.resources import cell_costs
-from tests.gateway.conftest import Gateway, assert_nothing_left
+from tests.gateway.server import Gateway, assert_nothing_left
 from tests.helpers import read_nb
 
 

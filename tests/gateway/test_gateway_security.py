@@ -18,8 +18,8 @@ from airflow.sdk import DAG
 
 from airflow_notebook_provider.hooks.kernel import JupyterGatewayHook, kernels_for_connection
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.gateway.conftest import Gateway, assert_nothing_left
 from tests.gateway.hostile import start_hostile
+from tests.gateway.server import Gateway, assert_nothing_left
 from tests.helpers import free_port, read_nb, run_dag
 from tests.processes import wait_for
 

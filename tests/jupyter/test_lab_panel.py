@@ -159,7 +159,9 @@ def test_debug_opens_the_copy_at_the_failing_cell(lab_page: Any, failed_run: str
     active = copy.locator(".jp-Cell.jp-mod-active .jp-InputArea-editor")
     active.wait_for(timeout=30_000)
     assert "raise ValueError" in active.inner_text()
-    assert active.is_visible() and active.bounding_box()["y"] < 1000  # scrolled to it
+    from playwright.sync_api import expect
+
+    expect(active).to_be_in_viewport(timeout=30_000)  # scrolled to it (JupyterLab scrolls smoothly: wait for it)
     injected = copy.locator(".jp-Cell .jp-InputArea-editor", has_text="fail = True")
     assert "label = 'broken'" in injected.first.inner_text()
     assert list((places["root"] / "reports").glob("*.debug.ipynb"))

@@ -20,7 +20,7 @@ from airflow_notebook_provider.notebook.errors import ParameterError
 from airflow_notebook_provider.notebook.translators import translator_for
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import run_dag
-from tests.languages.test_real_kernels import kernel
+from tests.languages.kernels import kernel
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 EXE = str(Path(sys.executable).with_name("airflow-notebook"))

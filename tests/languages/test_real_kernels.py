@@ -14,29 +14,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import start_new_kernel
 
 from airflow_notebook_provider.engine import NotebookExecutionError, execute_notebook
 from airflow_notebook_provider.notebook.record import ERROR_MARKER_TAG
 from airflow_notebook_provider.notebook.translators import translator_for
 from tests.helpers import kernel_processes, read_nb
+from tests.languages.kernels import kernel
 
-IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 EXAMPLES = 50
-
-
-def kernel(name: str) -> Iterator[Any]:
-    """A kernel kept for a whole module (a start per example would take minutes); skipped outside CI if absent."""
-    if name not in KernelSpecManager().find_kernel_specs():
-        if IN_CI:
-            pytest.fail(f"CI is set but the {name!r} kernel is not installed: .ci/run and `make setup` install it")
-        pytest.skip(f"no {name!r} kernel here (r-cran-irkernel from Debian; bash_kernel from PyPI)")
-    km, kc = start_new_kernel(kernel_name=name, startup_timeout=60)
-    try:
-        yield kc
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""The viewer's real api-server app (``api``), shared with tests/viewer for the pages these tests open."""
+"""The viewer's real api-server app (``api``, tests/viewer/client.py), shared with tests/viewer for the pages these
+tests open."""
 
-from tests.viewer.conftest import api
+from tests.viewer.client import api
 
 __all__ = ["api"]

@@ -16,6 +16,7 @@ from airflow.sdk import DAG
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import read_nb, run_dag
 from tests.processes import processes_matching
+from tests.reliability.faults import CASES
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 BANNER_TAG = "papermill-error-cell-tag"
@@ -35,22 +36,6 @@ def failed_cell(nb: dict) -> dict:
 
 def errors_of(cell: dict) -> str:
     return " | ".join(f"{o['ename']}: {o['evalue']}" for o in cell.get("outputs", []) if o["output_type"] == "error")
-
-
-MEMORY_LIMIT = (
-    "import resource\n"
-    "size = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0]) * 1024\n"
-    "resource.setrlimit(resource.RLIMIT_AS, (size + 300 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
-    "block = bytearray(2 * 2**30)"
-)
-
-CASES = {
-    "raises": ("raise ValueError('bad row 17')", {}, "ValueError: bad row 17"),
-    "cell_timeout": ("import time; time.sleep(120)", {"cell_timeout": 2}, "CellTimeoutError: the cell ran longer than cell_timeout=2 s"),
-    "os_exit": ("import os; os._exit(3)", {}, "DeadKernelError: the kernel died while running this cell (the kernel process exited with code 3"),
-    "sigkill": ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", {}, "killed by SIGKILL: the out-of-memory killer"),
-    "memory_limit": (MEMORY_LIMIT, {}, "MemoryError"),
-}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

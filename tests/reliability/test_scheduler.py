@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import CORPUS
+from tests.corpus import CORPUS
 from tests.helpers import free_port
 from tests.processes import TAG_VAR, kill_group, leftover_temp_files, tagged_kernels, wait_for
 

@@ -16,7 +16,7 @@ from airflow.sdk import DAG, Param
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from airflow_notebook_provider.viewer import charts
 from tests.helpers import run_dag
-from tests.viewer.conftest import Api, write_notebook
+from tests.viewer.client import Api, write_notebook
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 DAG_ID = "t_viewer_charts"

@@ -14,16 +14,16 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import pendulum
 import pytest
 from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
-from tests.helpers import run_dag, s3_client, start_moto, xcoms
-from tests.test_s3 import upload_notebook
-from tests.viewer.conftest import Api
+from tests.helpers import run_dag, s3_client, start_moto, upload_notebook, xcoms
+from tests.viewer.client import Api
+from tests.viewer.routes import route
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 ROUTES = ("view", "render", "download", "attempts")
@@ -33,12 +33,6 @@ def one_task(dag_id: str, **kwargs: Any) -> DAG:
     with DAG(dag_id=dag_id, schedule=None, start_date=START) as dag:
         NotebookOperator(task_id="nb", **kwargs)
     return dag
-
-
-def route(name: str, dag_id: str, run_id: str, task_id: str = "nb", **extra: Any) -> str:
-    """A viewer URL as the viewer builds them: ``/notebook/dags/<dag_id>/<name>?run_id=…&task_id=…``."""
-    return f"/notebook/dags/{quote(dag_id, safe='')}/{name}?" + urlencode({"run_id": run_id, "task_id": task_id,
-                                                                           **extra})
 
 
 @pytest.fixture(scope="module")

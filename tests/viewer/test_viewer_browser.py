@@ -13,14 +13,13 @@ from urllib.parse import quote
 import pytest
 
 from tests.airflow_servers import Airflow, trigger_and_wait
+from tests.browser import CHROMIUM, HAVE_CHROMIUM, chromium
+from tests.browser import log_in as log_in_as
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DAG_ID = "browser_notebooks"
 
 pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does)"
+    not HAVE_CHROMIUM, reason=f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does)"
 )
 
 
@@ -34,14 +33,8 @@ def airflow(airflow_server: Airflow) -> tuple[Airflow, str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -62,13 +55,8 @@ def open_output_notebook(page: Any, af: Airflow, run_id: str, task_id: str, dag_
 
 
 def log_in(page: Any, af: Airflow) -> None:
-    """Through the UI's login form, as a user does."""
-    page.goto(f"{af.base}/", timeout=60_000)
-    page.wait_for_url("**/auth/login**", timeout=30_000)
-    page.get_by_label("Username").fill(af.username)
-    page.get_by_label("Password").fill(af.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{af.base}/", timeout=30_000)
+    """Through the UI's login form, as the admin user."""
+    log_in_as(page, af.base, af.username, af.password)
 
 
 def test_user_logs_in_and_reads_both_notebooks(airflow: tuple[Airflow, str], browser: Any, screenshots: Path) -> None:

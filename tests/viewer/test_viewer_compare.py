@@ -17,8 +17,8 @@ from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import AIRFLOW_NOTEBOOK, run_dag
-from tests.viewer.conftest import Api
-from tests.viewer.test_viewer_api import route
+from tests.viewer.client import Api
+from tests.viewer.routes import route
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 DAG_ID = "t_viewer_compare"

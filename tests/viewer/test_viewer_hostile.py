@@ -31,7 +31,7 @@ from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import run_dag, s3_client, start_moto
-from tests.viewer.conftest import Api
+from tests.viewer.client import Api
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 # The refusal of a location outside the allowed ones, whatever is there.

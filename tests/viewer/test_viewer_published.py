@@ -18,7 +18,7 @@ from airflow.sdk import DAG
 
 from airflow_notebook_provider.operators.notebook import NotebookOperator
 from tests.helpers import run_dag
-from tests.viewer.conftest import Api
+from tests.viewer.client import Api
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 DAG_ID = "t_viewer_published"
