@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -101,6 +102,11 @@ def send_line(conn: socket.socket, answer: dict[str, Any]) -> bool:
         return False
 
 
+INHERITED_SIGNALS = ("SIGHUP", "SIGINT", "SIGTERM")
+"""The signals the launcher resets for its children that a process started by ``exec`` inherits when they are ignored
+(``nohup`` ignores SIGHUP): the request names those its task process ignores, and the child ignores them too."""
+
+
 def become_kernel(request: dict[str, Any], fds: list[int], *, added_env: Mapping[str, str], path_entry: str) -> None:
     """In the forked child, once it holds nothing of the launcher's but its memory: take the run's settings and
     run ``ipykernel_launcher``; exits, never returns.
@@ -119,6 +125,9 @@ def become_kernel(request: dict[str, Any], fds: list[int], *, added_env: Mapping
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
         os.umask(int(request["umask"]))
+        for name in request.get("ignored_signals") or ():  # ignored by the task process: exec would keep them so
+            if name in INHERITED_SIGNALS:
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,7 +169,7 @@ def test_what_cannot_be_forked_starts_as_a_new_process(kernel_launcher: Launched
     should: it is started as a new process, a child of the caller, and says why in the log."""
     nb = make_notebook("import os, sys; print(os.getppid(), '/elsewhere' in sys.path)")
     out = tmp_path / "out.ipynb"
-    with caplog.at_level(logging.INFO, logger="airflow_notebook_provider.engine.kernels.kernel"):
+    with caplog.at_level(logging.INFO, logger="airflow_notebook_provider.engine.kernels.forked"):
         run(nb, out, env={"PYTHONPATH": "/elsewhere"})
     assert stream_text(read_nb(out)["cells"][0]) == f"{os.getpid()} True\n"
     assert re.search(r"Kernel started as a new process: .* launcher's \(PYTHONPATH\)", caplog.text), caplog.text
@@ -274,9 +275,21 @@ PROBE = textwrap.dedent("""\
 """)
 
 
-def test_a_forked_kernel_is_what_a_new_kernel_process_would_be(kernel_launcher: Launched, make_notebook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("sighup", [signal.SIG_DFL, signal.SIG_IGN], ids=["sighup-default", "sighup-ignored-nohup"])
+def test_a_forked_kernel_is_what_a_new_kernel_process_would_be(kernel_launcher: Launched, make_notebook, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, sighup: Any) -> None:
     """Same environment (including what the kernel's own imports add), sys.path, folder, umask, signal handlers,
-    IPython configuration and modules as a kernel started as a new process, apart from the launcher's own modules."""
+    IPython configuration and modules as a kernel started as a new process, apart from the launcher's own modules;
+    also when the task process ignores SIGHUP (a worker started with ``nohup``: a new process inherits that)."""
+    previous = signal.signal(signal.SIGHUP, sighup)
+    try:
+        _compare_forked_and_new(make_notebook, tmp_path, monkeypatch, kernel_launcher)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def _compare_forked_and_new(make_notebook: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            kernel_launcher: Launched) -> None:
     nb = make_notebook(PROBE)
     seen = {}
     for how in ("forked", "new process"):

@@ -20,6 +20,7 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from airflow_notebook_provider.engine import _compat
 from airflow_notebook_provider.engine.storage import current_umask
+from airflow_notebook_provider.launcher.child import INHERITED_SIGNALS
 from airflow_notebook_provider.launcher.server import HEADER
 
 CONNECT_TIMEOUT = 10.0
@@ -145,8 +146,8 @@ def launch(path: str, argv: list[str], *, env: Mapping[str, str], cwd: str | Non
             uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
             if uid != os.getuid():
                 raise LauncherUnavailable(f"the kernel launcher at {path} runs as another user")
-            body = json.dumps({"argv": argv, "env": dict(env), "cwd": cwd or os.getcwd(),
-                               "umask": current_umask()}).encode()
+            body = json.dumps({"argv": argv, "env": dict(env), "cwd": cwd or os.getcwd(), "umask": current_umask(),
+                               "ignored_signals": ignored_signals()}).encode()
             conn.settimeout(left())
             socket.send_fds(conn, [HEADER.pack(len(body)) + body], [1, 2])
             line = b""
@@ -190,3 +191,9 @@ class LaunchingProvisioner(LocalProvisioner):
             return await super().launch_kernel(cmd, **kwargs)
         _compat.set_provisioner_process(self, process, kwargs.get("cwd") or os.getcwd())
         return self.connection_info
+
+
+def ignored_signals() -> list[str]:
+    """The signals this process ignores that a kernel started by ``exec`` would ignore too (``nohup``'s SIGHUP): a
+    forked kernel is told to ignore them, so that it is what a new kernel process would be."""
+    return [name for name in INHERITED_SIGNALS if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN]
