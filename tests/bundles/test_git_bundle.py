@@ -192,3 +192,12 @@ def test_the_viewer_header_shows_the_notebook_version(scenario: dict[str, Any]) 
         assert version.get_attribute("title") == s["v1"]
         page.frame_locator("#anp-notebook").get_by_text("notebook v1", exact=True).wait_for(timeout=30_000)
 
+        # Compare, as the viewer's Compare opens it: run 2 (v2) against run 1's second attempt (v1).
+        query = urlencode({"run_id": s["run2"], "task_id": "report", "try_number": 1, "against_run_id": s["run1"],
+                           "against_try": 2})
+        page.goto(f"{af.base}/notebook/dags/{DAG_ID}/compare?{query}")
+        note = page.get_by_text("Different versions of the notebook", exact=False)
+        note.first.wait_for(timeout=30_000)
+        assert f"{BUNDLE}@{s['v1'][:8]}" in note.first.inner_text()
+        assert f"{BUNDLE}@{s['v2'][:8]}" in note.first.inner_text()
+
