@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,22 +67,45 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy(db, home / "airflow.db")
             workers[tag] = _worker(repo, args.variant, home, tmp / f"{tag}.log")
         for name in args.notebooks.split(","):
-            times: dict[str, list[float]] = {"old": [], "new": []}
-            for tag, proc in workers.items():
-                _run(proc, books[name], tmp / f"warm-{tag}.ipynb")
-            for r in range(args.runs):
-                for tag in (("old", "new") if r % 2 == 0 else ("new", "old")):
-                    times[tag].append(_run(workers[tag], books[name], tmp / f"{tag}-{name}-{r}.ipynb")["seconds"])
-            for tag, runs in times.items():
-                print(f"{args.variant} {name} {tag}: median {statistics.median(runs):.3f} s, best {min(runs):.3f} s "
-                      f"({len(runs)} runs)", flush=True)
+            alternate(workers, books[name], tmp, label=f"{args.variant} {name}", runs=args.runs)
     finally:
-        for proc in workers.values():
-            if proc.stdin is not None:
-                proc.stdin.close()
-            proc.wait(timeout=120)
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop(workers, tmp)
     return 0
+
+
+def alternate(workers: dict[str, subprocess.Popen[str]], notebook: Path, tmp: Path, *, label: str, runs: int) -> None:
+    """One warm-up per worker, then ``runs`` rounds in alternating order (A B, B A, ...); prints each worker's
+    median and best seconds."""
+    first, second = list(workers)
+    times: dict[str, list[float]] = {tag: [] for tag in workers}
+    for tag, proc in workers.items():
+        _run(proc, notebook, tmp / f"warm-{tag}.ipynb")
+    for r in range(runs):
+        for tag in ((first, second) if r % 2 == 0 else (second, first)):
+            times[tag].append(_run(workers[tag], notebook, tmp / f"{tag}-{notebook.stem}-{r}.ipynb")["seconds"])
+    for tag, seconds in times.items():
+        print(f"{label} {tag}: median {statistics.median(seconds):.3f} s, best {min(seconds):.3f} s "
+              f"({len(seconds)} runs)", flush=True)
+
+
+def stop(workers: dict[str, subprocess.Popen[str]], tmp: Path) -> None:
+    """Close each worker's input (it exits), wait for it, and remove the temporary folder."""
+    for proc in workers.values():
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=120)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def median_ms(fn: Any, runs: int) -> float:
+    """Median milliseconds of ``fn()`` over ``runs`` calls, after one call that is not counted."""
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":

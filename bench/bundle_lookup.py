@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from bench.ab import median_ms
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -27,16 +27,6 @@ def _git(repo: Path, *args: str) -> str:
            "GIT_COMMITTER_EMAIL": "b@example.com"}
     return subprocess.run(["git", "-C", str(repo), *args], env=env, check=True, capture_output=True,
                           text=True).stdout.strip()
-
-
-def _median_ms(fn: Any, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -72,13 +62,13 @@ def main() -> None:
         assert locate("notebooks/report.ipynb", None, at_version).origin.version == sha  # type: ignore[union-attr]
         assert locate("notebooks/report.ipynb", None, latest).origin.version == sha  # type: ignore[union-attr]
         figures = {
-            "run's version (GitDagBundle at a commit)": _median_ms(
+            "run's version (GitDagBundle at a commit)": median_ms(
                 lambda: locate("notebooks/report.ipynb", None, at_version), args.runs),
-            "latest version (GitDagBundle, commit read from the checkout)": _median_ms(
+            "latest version (GitDagBundle, commit read from the checkout)": median_ms(
                 lambda: locate("notebooks/report.ipynb", None, latest), args.runs),
-            "dag.test() (the DAG file's folder)": _median_ms(
+            "dag.test() (the DAG file's folder)": median_ms(
                 lambda: locate("notebooks/report.ipynb", None, dag_test), args.runs),
-            "absolute path (unchanged: no lookup)": _median_ms(
+            "absolute path (unchanged: no lookup)": median_ms(
                 lambda: locate(str(repo / "notebooks" / "report.ipynb"), None, at_version), args.runs),
         }
     print(json.dumps({"runs": args.runs, "median_ms": {k: round(v, 3) for k, v in figures.items()}}, indent=2))

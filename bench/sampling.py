@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 from airflow_notebook_provider.engine.resources import INTERVAL, CellSampler
-from bench.ab import _run, _worker
+from bench.ab import _worker, alternate, stop
 from bench.notebooks import build
 from bench.one import CELL_RESOURCES_SWITCH as SWITCH
 from bench.run import REPO, init_db
@@ -79,24 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 os.environ.pop(SWITCH, None) if saved is None else os.environ.__setitem__(SWITCH, saved)
         for name in filter(None, args.notebooks.split(",")):
-            times: dict[str, list[float]] = {"off": [], "on": []}
-            for tag, proc in workers.items():
-                _run(proc, books[name], tmp / f"warm-{tag}.ipynb")
-            for r in range(args.runs):
-                for tag in (("off", "on") if r % 2 == 0 else ("on", "off")):
-                    times[tag].append(_run(workers[tag], books[name], tmp / f"{tag}-{name}-{r}.ipynb")["seconds"])
-            for tag, runs in times.items():
-                print(f"engine {name} sampling {tag}: median {statistics.median(runs):.3f} s, best {min(runs):.3f} s "
-                      f"({len(runs)} runs)", flush=True)
+            alternate(workers, books[name], tmp, label=f"engine {name} sampling", runs=args.runs)
         cost, samples, per_cell = sampler_costs()
         print(f"sampling thread: {cost * 1000:.2f} ms CPU per second of a running cell ({samples} samples in 10 s, "
               f"every {INTERVAL * 1000:.0f} ms); start() + stop(): {per_cell * 1e6:.0f} µs CPU per cell", flush=True)
     finally:
-        for proc in workers.values():
-            if proc.stdin is not None:
-                proc.stdin.close()
-            proc.wait(timeout=120)
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop(workers, tmp)
     return 0
 
 

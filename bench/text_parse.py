@@ -13,18 +13,9 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any
 
-
-def _median_ms(fn: Any, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+from bench.ab import median_ms
 
 
 def _import_ms(module: str, runs: int = 5) -> float:
@@ -53,7 +44,7 @@ def main() -> None:
         percent = jupytext.writes(nb, fmt="py:percent").encode()
         markdown = jupytext.writes(nb, fmt="md").encode()
         results[f"{n}_cells"] = {
-            f"{name}_ms": round(_median_ms(lambda d=data, s=source: load(d, s), args.runs), 3)
+            f"{name}_ms": round(median_ms(lambda d=data, s=source: load(d, s), args.runs), 3)
             for name, data, source in (("ipynb", ipynb, "nb.ipynb"), ("py_percent", percent, "nb.py"),
                                        ("markdown", markdown, "nb.md"))
         }
